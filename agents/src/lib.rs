@@ -20,6 +20,8 @@ pub mod node;
 pub mod protocol;
 pub mod rpc;
 pub mod subject;
+#[cfg(feature = "client")]
+pub mod client;
 
 pub use agent::{AgentId, Daemon, DaemonStats, Limits};
 pub use codec::{InboundReply, InboundRequest, Invalid};

@@ -1,0 +1,210 @@
+//! A private `nats-server` child process on free loopback ports.
+//!
+//! The emulator starts one when no `--server` is given, and the test harness uses the same code.
+//! The server picks its own ports (`-p -1 -m -1`) and we read them back from its log, so there
+//! is no race for a port. The process is stopped and its files removed on drop.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a private nats-server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "nats-server was not found (looked for {0}); install it with scripts/setup, or set NATS_SERVER_BIN"
+    )]
+    NotFound(String),
+    #[error("could not start nats-server: {0}")]
+    Spawn(std::io::Error),
+    #[error("nats-server did not report its ports within {seconds}s; its log says:\n{log}")]
+    NotReady { seconds: u64, log: String },
+    #[error("nats-server exited at start ({status}); its log says:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("could not create a directory for nats-server: {0}")]
+    Dir(std::io::Error),
+}
+
+/// Options for [`LocalNatsServer::start`].
+#[derive(Debug, Clone, Default)]
+pub struct LocalNatsOptions {
+    /// Extra command-line arguments, e.g. `["--max_payload", "2048"]`.
+    pub extra_args: Vec<String>,
+    /// Fixed client port instead of a random one.
+    pub port: Option<u16>,
+    /// A configuration file to pass with `-c`.
+    pub config_file: Option<PathBuf>,
+}
+
+/// A running nats-server child, stopped on drop.
+#[derive(Debug)]
+pub struct LocalNatsServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    client_port: u16,
+    monitor_port: u16,
+}
+
+/// The binary to run: `$NATS_SERVER_BIN`, else `nats-server` on the PATH.
+pub fn nats_server_binary() -> Result<PathBuf, BrokerError> {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN")
+        && !bin.is_empty()
+    {
+        let path = PathBuf::from(&bin);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(BrokerError::NotFound(bin))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(BrokerError::NotFound("nats-server on the PATH".into()))
+}
+
+impl LocalNatsServer {
+    /// Starts nats-server on 127.0.0.1 and waits until it reports its ports.
+    pub fn start(options: &LocalNatsOptions) -> Result<LocalNatsServer, BrokerError> {
+        let binary = nats_server_binary()?;
+        let dir = std::env::temp_dir().join(format!(
+            "emulator-nats-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).map_err(BrokerError::Dir)?;
+        let log = dir.join("nats-server.log");
+        let port = options
+            .port
+            .map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let mut command = Command::new(&binary);
+        command
+            .args(["-a", "127.0.0.1", "-p", &port, "-m", "-1", "-l"])
+            .arg(&log)
+            .args(&options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(cfg) = &options.config_file {
+            command.arg("-c").arg(cfg);
+        }
+        let child = command.spawn().map_err(BrokerError::Spawn)?;
+        let mut server = LocalNatsServer {
+            child: Some(child),
+            dir,
+            client_port: 0,
+            monitor_port: 0,
+        };
+        server.wait_ready(&log, Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, log: &Path, limit: Duration) -> Result<(), BrokerError> {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let client = port_after(&text, "Listening for client connections on ");
+            let monitor = port_after(&text, "Starting http monitor on ");
+            if let (Some(c), Some(m)) = (client, monitor)
+                && text.contains("Server is ready")
+            {
+                self.client_port = c;
+                self.monitor_port = m;
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Err(BrokerError::Exited {
+                    status: status.to_string(),
+                    log: format!("{text}{stderr}"),
+                });
+            }
+            if started.elapsed() > limit {
+                return Err(BrokerError::NotReady {
+                    seconds: limit.as_secs(),
+                    log: text,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn client_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client port.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// `http://127.0.0.1:<monitor port>`.
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
+    }
+
+    /// Process id of the server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server: SIGTERM, then SIGKILL after two seconds.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for LocalNatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends SIGTERM, waits up to `grace`, then kills.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        crate::limits::send_signal(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn port_after(text: &str, marker: &str) -> Option<u16> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let addr = rest.split_whitespace().next()?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (u64::from(nanos) << 16) | NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,126 @@
+//! Command-line flags. Every flag can also be set from an `EMULATOR_*` environment variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser};
+
+/// Emulates a network of Choria daemons, each with its own NATS connection.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "emulator", version, about, long_about = None)]
+pub struct Args {
+    /// Prefix of instance identities (`<name>-<i>`); defaults to the host name.
+    #[arg(long, env = "EMULATOR_NAME")]
+    pub name: Option<String>,
+
+    /// Number of emulated Choria daemons to start.
+    #[arg(short = 'i', long, env = "EMULATOR_INSTANCES")]
+    pub instances: u32,
+
+    /// Number of emulated agents per daemon (`emulated0` .. `emulated{N-1}`).
+    #[arg(short = 'a', long, env = "EMULATOR_AGENTS", default_value_t = 1)]
+    pub agents: u32,
+
+    /// Number of sub-collectives (`mcollective`, `collective1`, ...).
+    #[arg(long, env = "EMULATOR_COLLECTIVES", default_value_t = 1)]
+    pub collectives: u32,
+
+    /// Choria-style `key = value` configuration file (see docs/emulator.md for honoured keys).
+    #[arg(short = 'c', long, env = "EMULATOR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// NATS server `host:port` (repeatable); without any, a private nats-server is started.
+    #[arg(long = "server", env = "EMULATOR_SERVERS", value_delimiter = ',')]
+    pub servers: Vec<String>,
+
+    /// Port of the HTTP listener serving /debug/vars and /metrics.
+    #[arg(short = 'p', long, env = "EMULATOR_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+
+    /// Address the HTTP listener binds to.
+    #[arg(long, env = "EMULATOR_HTTP_ADDRESS", default_value = "0.0.0.0")]
+    pub http_address: IpAddr,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    /// Seconds to wait for connections to drain on shutdown before exiting anyway.
+    #[arg(long, env = "EMULATOR_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
+    pub shutdown_timeout: f64,
+
+    /// Log level or tracing filter (RUST_LOG wins when set).
+    #[arg(long, env = "EMULATOR_LOGLEVEL", default_value = "info")]
+    pub loglevel: String,
+}
+
+/// TLS on the NATS connections.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct TlsArgs {
+    /// Use TLS on the NATS connections.
+    #[arg(long, env = "EMULATOR_TLS")]
+    pub tls: bool,
+
+    /// Verify the server certificate (needs --tls-ca); without it any certificate is accepted.
+    #[arg(long, env = "EMULATOR_VERIFY", requires = "tls")]
+    pub verify: bool,
+
+    /// CA certificate (PEM) used to verify the server.
+    #[arg(long, env = "EMULATOR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to the server.
+    #[arg(long, env = "EMULATOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate.
+    #[arg(long, env = "EMULATOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// How the fleet connects.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ConnectArgs {
+    /// Connections started per second during the ramp.
+    #[arg(long, env = "EMULATOR_CONNECT_RATE", default_value_t = 10_000)]
+    pub connect_rate: u32,
+
+    /// Connections in flight (connecting and subscribing) at once during the ramp.
+    #[arg(long, env = "EMULATOR_CONNECT_CONCURRENCY", default_value_t = 512)]
+    pub connect_concurrency: u32,
+
+    /// Local source addresses, a comma list or a range (`127.0.0.2-127.0.0.9`); instances use
+    /// them in turn, to go past ~28k connections per broker address.
+    #[arg(long, env = "EMULATOR_BIND", value_delimiter = ',')]
+    pub bind: Vec<String>,
+
+    /// Largest request body accepted, in bytes; bigger ones are counted as invalid.
+    #[arg(long, env = "EMULATOR_MAX_MESSAGE", default_value_t = 1024 * 1024)]
+    pub max_message: usize,
+}
+
+/// What each emulated node looks like to filters.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct NodeArgs {
+    /// JSON file of extra facts; string values may use {index}, {identity}, {name}, {shard}.
+    #[arg(long, env = "EMULATOR_FACTS")]
+    pub facts: Option<PathBuf>,
+
+    /// Classes of every node (comma list); may use the same placeholders as facts.
+    #[arg(
+        long,
+        env = "EMULATOR_CLASSES",
+        value_delimiter = ',',
+        default_value = "emulator,role::emulated,shard_{shard}"
+    )]
+    pub classes: Vec<String>,
+
+    /// Number of shards: fact `shard` and class `shard_N` are the instance index modulo this.
+    #[arg(long, env = "EMULATOR_SHARDS", default_value_t = 10)]
+    pub shards: u32,
+}

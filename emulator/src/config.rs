@@ -1,0 +1,285 @@
+//! Validated emulator configuration, built from [`Args`] and an optional Choria config file.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::choria_config::{ChoriaConfig, ConfigFileError};
+use crate::cli::Args;
+use crate::facts::FactsTemplate;
+
+/// Something wrong with the flags or files the emulator was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
+    #[error("--instances must be at least 1")]
+    NoInstances,
+    #[error("--collectives must be at least 1")]
+    NoCollectives,
+    #[error("--connect-rate and --connect-concurrency must be at least 1")]
+    NoRamp,
+    #[error("--shutdown-timeout must be a non-negative number of seconds, got {0}")]
+    BadShutdownTimeout(f64),
+    #[error("invalid --server {0:?}: expected host:port or nats://host:port")]
+    BadServer(String),
+    #[error("invalid --bind {0:?}: expected IP addresses or a range like 127.0.0.2-127.0.0.9")]
+    BadBind(String),
+    #[error("--verify needs --tls-ca (or plugin.security.file.ca in the config file)")]
+    VerifyWithoutCa,
+    #[error("cannot read facts file {path}: {reason}")]
+    Facts { path: PathBuf, reason: String },
+    #[error("cannot determine the host name for --name: {0}")]
+    Hostname(String),
+}
+
+/// TLS settings for the NATS connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// Verify the server's certificate against `ca`.
+    pub verify: bool,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The whole, validated configuration of one emulator process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Identity prefix: instances are `<name>-<i>`.
+    pub name: String,
+    pub instances: u32,
+    /// Number of `emulatedN` agents.
+    pub agents: u32,
+    /// Collective names, main collective first.
+    pub collectives: Vec<String>,
+    /// NATS URLs; empty means "start a private nats-server".
+    pub servers: Vec<String>,
+    pub http: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub user: Option<(String, String)>,
+    pub connect_rate: u32,
+    pub connect_concurrency: u32,
+    /// Local source addresses used in turn; empty means "let the kernel choose".
+    pub bind: Vec<IpAddr>,
+    pub max_message: usize,
+    pub facts: FactsTemplate,
+    pub shutdown_timeout: Duration,
+    pub config_file: Option<PathBuf>,
+    pub loglevel: String,
+    /// The process's command line, for /debug/vars.
+    pub cmdline: Vec<String>,
+}
+
+impl Config {
+    /// Validates `args`, reading the config and facts files they name.
+    pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => ChoriaConfig::load(path)?,
+            None => ChoriaConfig::default(),
+        };
+        if args.instances == 0 {
+            return Err(ConfigError::NoInstances);
+        }
+        if args.collectives == 0 {
+            return Err(ConfigError::NoCollectives);
+        }
+        if args.connect.connect_rate == 0 || args.connect.connect_concurrency == 0 {
+            return Err(ConfigError::NoRamp);
+        }
+        if !args.shutdown_timeout.is_finite() || args.shutdown_timeout < 0.0 {
+            return Err(ConfigError::BadShutdownTimeout(args.shutdown_timeout));
+        }
+        let name = match &args.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => hostname()?,
+        };
+        let raw_servers = if args.servers.is_empty() {
+            file.list("plugin.choria.middleware_hosts")
+        } else {
+            args.servers.clone()
+        };
+        let servers = raw_servers
+            .iter()
+            .map(|s| normalise_server(s, args.tls.tls))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = if args.tls.tls {
+            let ca = args
+                .tls
+                .tls_ca
+                .clone()
+                .or_else(|| file.get("plugin.security.file.ca").map(PathBuf::from));
+            if args.tls.verify && ca.is_none() {
+                return Err(ConfigError::VerifyWithoutCa);
+            }
+            Some(TlsConfig {
+                verify: args.tls.verify,
+                ca,
+                cert: args.tls.tls_cert.clone().or_else(|| {
+                    file.get("plugin.security.file.certificate")
+                        .map(PathBuf::from)
+                }),
+                key: args
+                    .tls
+                    .tls_key
+                    .clone()
+                    .or_else(|| file.get("plugin.security.file.key").map(PathBuf::from)),
+            })
+        } else {
+            None
+        };
+        let user = match (file.get("plugin.nats.user"), file.get("plugin.nats.pass")) {
+            (Some(u), Some(p)) => Some((u.to_owned(), p.to_owned())),
+            _ => None,
+        };
+        let mut bind = Vec::new();
+        for spec in &args.connect.bind {
+            bind.extend(parse_bind(spec)?);
+        }
+        let loglevel = if args.loglevel == "info" {
+            file.get("loglevel").unwrap_or("info").to_owned()
+        } else {
+            args.loglevel.clone()
+        };
+        let facts = FactsTemplate::new(
+            args.node.facts.as_deref(),
+            args.node.classes.clone(),
+            args.node.shards.max(1),
+        )
+        .map_err(|(path, reason)| ConfigError::Facts { path, reason })?;
+        Ok(Config {
+            name,
+            instances: args.instances,
+            agents: args.agents,
+            collectives: (0..args.collectives as usize)
+                .map(agents::subject::collective_name)
+                .collect(),
+            servers,
+            http: SocketAddr::new(args.http_address, args.http_port),
+            tls,
+            user,
+            connect_rate: args.connect.connect_rate,
+            connect_concurrency: args.connect.connect_concurrency,
+            bind,
+            max_message: args.connect.max_message,
+            facts,
+            shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
+            config_file: args.config.clone(),
+            loglevel,
+            cmdline: std::env::args().collect(),
+        })
+    }
+}
+
+fn hostname() -> Result<String, ConfigError> {
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            return Ok(h.to_owned());
+        }
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ConfigError::Hostname("no /proc/sys/kernel/hostname and no $HOSTNAME".into()))
+}
+
+/// Accepts `host:port`, `nats://host:port` and `tls://host:port`.
+pub fn normalise_server(raw: &str, tls: bool) -> Result<String, ConfigError> {
+    let raw = raw.trim();
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((scheme @ ("nats" | "tls"), rest)) => (scheme, rest),
+        Some(_) => return Err(ConfigError::BadServer(raw.to_owned())),
+        None => (if tls { "tls" } else { "nats" }, raw),
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(ConfigError::BadServer(raw.to_owned()));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(ConfigError::BadServer(raw.to_owned()));
+    }
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
+/// Parses `127.0.0.2`, `127.0.0.2-127.0.0.9` or `127.0.0.2-9`.
+pub fn parse_bind(spec: &str) -> Result<Vec<IpAddr>, ConfigError> {
+    let spec = spec.trim();
+    let bad = || ConfigError::BadBind(spec.to_owned());
+    match spec.split_once('-') {
+        None => Ok(vec![spec.parse().map_err(|_| bad())?]),
+        Some((start, end)) => {
+            let start: Ipv4Addr = start.trim().parse().map_err(|_| bad())?;
+            let end: Ipv4Addr = match end.trim().parse::<Ipv4Addr>() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    let last: u8 = end.trim().parse().map_err(|_| bad())?;
+                    let o = start.octets();
+                    Ipv4Addr::new(o[0], o[1], o[2], last)
+                }
+            };
+            let (s, e) = (u32::from(start), u32::from(end));
+            if e < s || e - s > 65_535 {
+                return Err(bad());
+            }
+            Ok((s..=e).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["emulator", "--name", "emu1"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = Config::from_args(&args(&["-i", "750"])).unwrap();
+        assert_eq!(c.instances, 750);
+        assert_eq!(c.agents, 1);
+        assert_eq!(c.collectives, vec!["mcollective"]);
+        assert_eq!(c.http.port(), 8080);
+        assert!(c.servers.is_empty());
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn collectives_and_servers() {
+        let c = Config::from_args(&args(&[
+            "-i", "1", "--collectives", "3", "--server", "a:4222", "--server", "nats://b:4223",
+        ]))
+        .unwrap();
+        assert_eq!(c.collectives, vec!["mcollective", "collective1", "collective2"]);
+        assert_eq!(c.servers, vec!["nats://a:4222", "nats://b:4223"]);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(
+            Config::from_args(&args(&["-i", "0"])),
+            Err(ConfigError::NoInstances)
+        ));
+        assert!(matches!(
+            Config::from_args(&args(&["-i", "1", "--server", "nohost"])),
+            Err(ConfigError::BadServer(_))
+        ));
+        assert!(matches!(
+            Config::from_args(&args(&["-i", "1", "--bind", "127.0.0.9-127.0.0.2"])),
+            Err(ConfigError::BadBind(_))
+        ));
+        assert!(Args::try_parse_from(["emulator", "-i", "-5"]).is_err());
+        assert!(Args::try_parse_from(["emulator"]).is_err());
+    }
+
+    #[test]
+    fn bind_ranges() {
+        assert_eq!(parse_bind("127.0.0.2-4").unwrap().len(), 3);
+        assert_eq!(parse_bind("127.0.0.2-127.0.1.1").unwrap().len(), 256);
+        assert_eq!(parse_bind("127.0.0.5").unwrap(), vec!["127.0.0.5".parse::<IpAddr>().unwrap()]);
+    }
+}

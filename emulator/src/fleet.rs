@@ -1,0 +1,177 @@
+//! Starting and stopping the whole fleet of instances.
+//!
+//! Start: a ramp task paces connection attempts (`--connect-rate` per second) and caps how many
+//! are in flight (`--connect-concurrency`), so 20,000 connects do not arrive as one SYN flood.
+//! Each instance connects, subscribes, flushes, then serves until cancelled.
+//!
+//! Stop: cancel every instance, let each drain its connection, report stragglers every two
+//! seconds, and force the rest down at the deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::instance::Instance;
+use crate::shared::Shared;
+
+/// A running fleet.
+pub(crate) struct Fleet {
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    force: CancellationToken,
+    ready: Arc<Ready>,
+    started_at: Instant,
+}
+
+/// Counts instances that are connected and subscribed.
+struct Ready {
+    count: AtomicU64,
+    target: u64,
+    notify: Notify,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopReport {
+    /// Instances that finished draining before the deadline.
+    pub drained_cleanly: bool,
+    pub elapsed: Duration,
+}
+
+impl Fleet {
+    /// Starts the ramp; returns at once.
+    pub(crate) fn start(shared: Arc<Shared>, servers: Vec<String>) -> Fleet {
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let force = CancellationToken::new();
+        let ready = Arc::new(Ready {
+            count: AtomicU64::new(0),
+            target: u64::from(shared.config.instances),
+            notify: Notify::new(),
+        });
+        let servers: Arc<[String]> = servers.into();
+        let ramp = ramp(
+            Arc::clone(&shared),
+            servers,
+            tracker.clone(),
+            cancel.clone(),
+            force.clone(),
+            Arc::clone(&ready),
+        );
+        tracker.spawn(ramp);
+        Fleet {
+            shared,
+            tracker,
+            cancel,
+            force,
+            ready,
+            started_at: Instant::now(),
+        }
+    }
+
+    /// Instances connected and subscribed so far.
+    pub(crate) fn ready_count(&self) -> u64 {
+        self.ready.count.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every instance is connected and subscribed; returns the time since start.
+    pub(crate) async fn wait_ready(&self) -> Duration {
+        loop {
+            let notified = self.ready.notify.notified();
+            if self.ready_count() >= self.ready.target {
+                return self.started_at.elapsed();
+            }
+            notified.await;
+        }
+    }
+
+    /// Cancels every instance and waits for them to drain, up to `deadline`.
+    pub(crate) async fn stop(self, deadline: Duration) -> StopReport {
+        let begun = Instant::now();
+        self.cancel.cancel();
+        self.tracker.close();
+        let wait = self.tracker.wait();
+        tokio::pin!(wait);
+        let limit = tokio::time::sleep(deadline);
+        tokio::pin!(limit);
+        let mut report = tokio::time::interval(Duration::from_secs(2));
+        report.tick().await;
+        let drained_cleanly = loop {
+            tokio::select! {
+                () = &mut wait => break true,
+                () = &mut limit => break false,
+                _ = report.tick() => {
+                    tracing::info!(
+                        still_running = self.tracker.len(),
+                        connected = self.shared.stats.instances_connected.get(),
+                        "waiting for instances to drain"
+                    );
+                }
+            }
+        };
+        if !drained_cleanly {
+            tracing::warn!(
+                still_running = self.tracker.len(),
+                deadline_s = deadline.as_secs_f64(),
+                "shutdown deadline reached, closing the remaining connections"
+            );
+            self.force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.tracker.wait()).await;
+        }
+        StopReport {
+            drained_cleanly,
+            elapsed: begun.elapsed(),
+        }
+    }
+}
+
+async fn ramp(
+    shared: Arc<Shared>,
+    servers: Arc<[String]>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    force: CancellationToken,
+    ready: Arc<Ready>,
+) {
+    let in_flight = Arc::new(Semaphore::new(shared.config.connect_concurrency as usize));
+    let rate = f64::from(shared.config.connect_rate);
+    let begun = tokio::time::Instant::now();
+    for index in 0..shared.config.instances {
+        // Pace: instance i may start no earlier than i / rate seconds after the ramp began.
+        let due = begun + Duration::from_secs_f64(f64::from(index) / rate);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(due) => {}
+        }
+        let permit = tokio::select! {
+            () = cancel.cancelled() => return,
+            p = Arc::clone(&in_flight).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let instance = Instance::new(index, Arc::clone(&shared));
+        let servers = Arc::clone(&servers);
+        let cancel = cancel.clone();
+        let force = force.clone();
+        let ready = Arc::clone(&ready);
+        let shared = Arc::clone(&shared);
+        tracker.spawn(async move {
+            let Some((client, subs)) = instance.connect(&servers, &cancel).await else {
+                return;
+            };
+            drop(permit);
+            shared.stats.instances_started.inc();
+            if ready.count.fetch_add(1, Ordering::Relaxed) + 1 >= ready.target {
+                ready.notify.notify_waiters();
+            }
+            instance.serve(client, subs, cancel, force).await;
+        });
+    }
+    tracing::debug!(instances = shared.config.instances, "ramp finished");
+}

@@ -1,0 +1,389 @@
+//! One emulated Choria daemon: its own NATS connection, the subscriptions a real Choria server
+//! holds, and the request loop.
+//!
+//! Stages for each message: decode (transport → secure request → request) → collective and agent
+//! check → TTL check → filter → agent dispatch → encode reply → publish to the reply-to subject.
+//! Every message that does not end in a reply is counted under the reason it stopped.
+//!
+//! All subscriptions of an instance are merged into one stream served by one task, which keeps
+//! the per-instance cost down (one task, not one per subscription).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use agents::codec::{self, ReplyParts};
+use agents::{AgentId, Daemon, DaemonStats, Invalid, Node, agent, filter, subject};
+use async_nats::{Client, ConnectOptions, Event};
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::facts::Subject;
+use crate::shared::Shared;
+
+const NEVER: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+const CLOSED: u8 = 3;
+
+/// The daemon as filters and agents see it.
+pub(crate) struct Instance {
+    index: u32,
+    identity: String,
+    shared: Arc<Shared>,
+    stats: DaemonStats,
+}
+
+impl Instance {
+    pub(crate) fn new(index: u32, shared: Arc<Shared>) -> Instance {
+        Instance {
+            index,
+            identity: format!("{}-{}", shared.config.name, index),
+            shared,
+            stats: DaemonStats::default(),
+        }
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            index: self.index,
+            identity: &self.identity,
+            name: &self.shared.config.name,
+        }
+    }
+
+    /// Every subject this daemon subscribes to: per collective, its node subject and one
+    /// broadcast subject per agent.
+    pub(crate) fn subjects(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.shared.config.collectives {
+            out.push(subject::node(c, &self.identity));
+            for a in &self.shared.agent_ids {
+                out.push(subject::broadcast(c, &a.name()));
+            }
+        }
+        out
+    }
+
+    /// Connection options for this instance.
+    fn options(&self, state: Arc<AtomicU8>) -> ConnectOptions {
+        let shared = Arc::clone(&self.shared);
+        let config = &self.shared.config;
+        let mut options = ConnectOptions::new()
+            .name(&self.identity)
+            .no_echo()
+            .read_buffer_capacity(4096)
+            .client_capacity(256)
+            .subscription_capacity(1024)
+            .connection_timeout(Duration::from_secs(5))
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |event| {
+                let shared = Arc::clone(&shared);
+                let state = Arc::clone(&state);
+                async move { on_event(&shared, &state, event) }
+            });
+        if !config.bind.is_empty() {
+            let ip = config.bind[self.index as usize % config.bind.len()];
+            options = options.local_address(std::net::SocketAddr::new(ip, 0));
+        }
+        if let Some((user, pass)) = &config.user {
+            options = options.user_and_password(user.clone(), pass.clone());
+        }
+        if let Some(tls) = &self.shared.tls {
+            options = tls.apply(options);
+        }
+        options
+    }
+
+    /// Connects (retrying with backoff until `cancel`), subscribes and flushes.
+    pub(crate) async fn connect(
+        &self,
+        servers: &[String],
+        cancel: &CancellationToken,
+    ) -> Option<(Client, Vec<async_nats::Subscriber>)> {
+        let mut attempt = 0u32;
+        loop {
+            let state = Arc::new(AtomicU8::new(NEVER));
+            let connect = self.options(state).connect(servers);
+            let result = tokio::select! {
+                () = cancel.cancelled() => return None,
+                r = connect => r,
+            };
+            match result {
+                Ok(client) => {
+                    let mut subs = Vec::new();
+                    for s in self.subjects() {
+                        match client.subscribe(s).await {
+                            Ok(sub) => subs.push(sub),
+                            Err(e) => {
+                                tracing::warn!(identity = %self.identity, error = %e, "subscribe failed");
+                            }
+                        }
+                    }
+                    if let Err(e) = client.flush().await {
+                        tracing::debug!(identity = %self.identity, error = %e, "flush after subscribe failed");
+                    }
+                    return Some((client, subs));
+                }
+                Err(e) => {
+                    self.shared.stats.connect_failures.inc();
+                    if self.shared.connect_log.allow() {
+                        tracing::warn!(identity = %self.identity, attempt, error = %e, "connect failed, retrying");
+                    }
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(reconnect_delay(attempt as usize)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves requests until `cancel`, then drains the connection (until `force`).
+    pub(crate) async fn serve(
+        mut self,
+        client: Client,
+        subs: Vec<async_nats::Subscriber>,
+        cancel: CancellationToken,
+        force: CancellationToken,
+    ) {
+        let mut messages = futures::stream::select_all(subs);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                msg = messages.next() => match msg {
+                    Some(msg) => self.handle(&client, msg).await,
+                    None => break,
+                },
+            }
+        }
+        drop(messages);
+        tokio::select! {
+            () = force.cancelled() => {}
+            r = client.drain() => {
+                if let Err(e) = r {
+                    tracing::debug!(identity = %self.identity, error = %e, "drain failed");
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, client: &Client, msg: async_nats::Message) {
+        let stats = &self.shared.stats;
+        stats.messages_received.inc();
+        stats.bytes_in.add(msg.payload.len() as u64);
+        self.stats.total += 1;
+        let request = match codec::decode_request(
+            &msg.payload,
+            msg.reply.as_deref(),
+            self.shared.config.max_message,
+        ) {
+            Ok(r) => r,
+            Err(reason) => return self.refuse(reason, &msg.subject),
+        };
+        self.stats.validated += 1;
+        stats.requests_valid.inc();
+        if !self
+            .shared
+            .config
+            .collectives
+            .iter()
+            .any(|c| *c == request.collective)
+        {
+            return self.refuse(Invalid::UnknownCollective, &msg.subject);
+        }
+        let Some(agent_id) = AgentId::parse(&request.agent, self.shared.config.agents) else {
+            return self.refuse(Invalid::UnknownAgent, &msg.subject);
+        };
+        let now = unix_now();
+        if !request.is_fresh(now) {
+            self.stats.ttlexpired += 1;
+            stats.requests_expired.inc();
+            return;
+        }
+        match filter::matches(&request.filter, &*self) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.stats.filtered += 1;
+                stats.requests_filtered.inc();
+                return;
+            }
+            Err(reason) => return self.refuse(reason, &msg.subject),
+        }
+        self.stats.passed += 1;
+        stats.requests_passed.inc();
+        let counters = stats.agent(agent_id);
+        if let Some(c) = counters {
+            c.requests.inc();
+        }
+        let Some(body) = agent::handle(
+            agent_id,
+            &request.payload,
+            &*self,
+            now,
+            self.shared.limits,
+        ) else {
+            return;
+        };
+        let seen_by = request.seen_by.as_ref().map(|hops| {
+            let server = client.server_info();
+            let url = format!("nats://{}:{}", server.host, server.port);
+            let mut hops = hops.clone();
+            hops.push([Cow::Owned(url.clone()), Cow::Owned(self.identity.clone()), Cow::Owned(url)]);
+            hops
+        });
+        let reply = codec::encode_reply(&ReplyParts {
+            requestid: &request.requestid,
+            senderid: &self.identity,
+            agent: &request.agent,
+            time: now,
+            body: &body,
+            federation: request.federation.as_ref(),
+            seen_by: seen_by.as_deref(),
+        });
+        let len = reply.len() as u64;
+        match client.publish(request.reply_to, reply.into()).await {
+            Ok(()) => {
+                self.stats.replies += 1;
+                stats.replies_sent.inc();
+                stats.bytes_out.add(len);
+                if let Some(c) = counters {
+                    c.answered.inc();
+                }
+            }
+            Err(e) => {
+                stats.publish_errors.inc();
+                if self.shared.invalid_log.allow() {
+                    tracing::warn!(identity = %self.identity, error = %e, "could not publish a reply");
+                }
+            }
+        }
+    }
+
+    fn refuse(&mut self, reason: Invalid, subject: &str) {
+        self.stats.unvalidated += 1;
+        self.shared.stats.invalid(reason);
+        if self.shared.invalid_log.allow() {
+            tracing::debug!(identity = %self.identity, subject, reason = reason.as_str(), "refused a message");
+        }
+    }
+}
+
+fn on_event(shared: &Shared, state: &AtomicU8, event: Event) {
+    let stats = &shared.stats;
+    match event {
+        Event::Connected => match state.swap(UP, Ordering::Relaxed) {
+            NEVER => stats.instances_connected.inc(),
+            DOWN => {
+                stats.instances_connected.inc();
+                stats.reconnects.inc();
+            }
+            _ => {}
+        },
+        Event::Disconnected => {
+            if state.swap(DOWN, Ordering::Relaxed) == UP {
+                stats.instances_connected.dec();
+                stats.disconnects.inc();
+            }
+        }
+        Event::Closed => {
+            if state.swap(CLOSED, Ordering::Relaxed) == UP {
+                stats.instances_connected.dec();
+            }
+        }
+        Event::SlowConsumer(_) => stats.slow_consumers.inc(),
+        Event::LameDuckMode | Event::Draining => {}
+        Event::ServerError(e) => {
+            if shared.connect_log.allow() {
+                tracing::warn!(error = %e, "server error");
+            }
+        }
+        Event::ClientError(e) => {
+            if shared.connect_log.allow() {
+                tracing::warn!(error = %e, "client error");
+            }
+        }
+    }
+}
+
+/// Reconnect backoff: 100 ms doubling to 5 s, with ±50 % jitter so a restarted broker is not hit
+/// by every instance at the same moment.
+pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
+    use rand::RngExt as _;
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    let exp = attempts.min(16) as u32 - 1;
+    let base = (100u64 << exp.min(6)).min(5_000);
+    let jitter = rand::rng().random_range(0.5..1.5);
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Node for Instance {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn agents(&self) -> Vec<Cow<'_, str>> {
+        self.shared.agent_ids.iter().map(|a| a.name()).collect()
+    }
+
+    fn has_agent(&self, agent: &str) -> bool {
+        AgentId::parse(agent, self.shared.config.agents).is_some()
+    }
+
+    fn classes(&self) -> Vec<Cow<'_, str>> {
+        self.shared
+            .config
+            .facts
+            .classes(self.subject())
+            .into_iter()
+            .map(Cow::Owned)
+            .collect()
+    }
+
+    fn fact(&self, name: &str) -> Option<serde_json::Value> {
+        self.shared.config.facts.fact(name, self.subject())
+    }
+
+    fn facts(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.shared.config.facts.facts(self.subject())
+    }
+
+    fn collectives(&self) -> Vec<Cow<'_, str>> {
+        self.shared
+            .config
+            .collectives
+            .iter()
+            .map(|c| Cow::Borrowed(c.as_str()))
+            .collect()
+    }
+}
+
+impl Daemon for Instance {
+    fn stats(&self) -> DaemonStats {
+        self.stats
+    }
+
+    fn start_time(&self) -> i64 {
+        self.shared.start_time
+    }
+
+    fn config_file(&self) -> &str {
+        &self.shared.config_file
+    }
+
+    fn agent_ids(&self) -> Vec<AgentId> {
+        self.shared.agent_ids.clone()
+    }
+}

@@ -1,0 +1,213 @@
+//! The emulator: thousands of in-process fake Choria daemons, each on its own NATS connection,
+//! answering discovery and RPC on the Choria v1 wire protocol.
+//!
+//! Layout, in start-up order:
+//!
+//! 1. [`cli`] → [`config`]: flags, environment and a Choria-style config file become a validated
+//!    [`Config`]; [`facts`] renders what each node looks like to filters.
+//! 2. [`limits`]: raise the open-file limit and refuse a fleet that cannot fit.
+//! 3. [`broker`]: without `--server`, start a private nats-server.
+//! 4. `http`: bind `/debug/vars` and `/metrics`.
+//! 5. `fleet`: ramp up the instances; each `instance` connects, subscribes and serves
+//!    requests through the `agents` crate, counting everything in [`stats`].
+//! 6. [`shutdown`]: signals cancel the fleet, which drains within a deadline.
+
+pub mod broker;
+pub mod choria_config;
+pub mod cli;
+pub mod config;
+pub mod facts;
+mod fleet;
+mod http;
+mod instance;
+pub mod limits;
+mod shared;
+pub mod shutdown;
+pub mod stats;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use fleet::StopReport;
+
+use crate::broker::{BrokerError, LocalNatsOptions, LocalNatsServer};
+use crate::fleet::Fleet;
+use crate::limits::FitError;
+use crate::shared::{Shared, TlsError};
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Fit(#[from] FitError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started emulator.
+pub struct Running {
+    shared: Arc<Shared>,
+    fleet: Fleet,
+    broker: Option<LocalNatsServer>,
+    http_addr: SocketAddr,
+    servers: Vec<String>,
+    http_cancel: CancellationToken,
+    http_task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+/// Starts the emulator: checks limits, starts a private broker when needed, binds HTTP and
+/// begins the connection ramp. Returns as soon as the ramp has begun.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let started = Instant::now();
+    let nofile = limits::raise_nofile();
+    let broker_addresses = config.servers.len().max(1) as u64;
+    limits::check_fit(
+        u64::from(config.instances),
+        nofile,
+        config.bind.len() as u64,
+        broker_addresses,
+        limits::ephemeral_ports(),
+    )?;
+    let mut broker = None;
+    let servers = if config.servers.is_empty() {
+        let server = tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
+            .await
+            .map_err(|e| BrokerError::Spawn(std::io::Error::other(e)))??;
+        tracing::info!(
+            url = %server.client_url(),
+            monitor = %server.monitor_url(),
+            "started a private nats-server"
+        );
+        let url = server.client_url();
+        broker = Some(server);
+        vec![url]
+    } else {
+        config.servers.clone()
+    };
+    let listener = http::bind(config.http).await.map_err(|source| Error::Http {
+        addr: config.http,
+        source,
+    })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::Http {
+        addr: config.http,
+        source,
+    })?;
+    let shared = Arc::new(Shared::new(config)?);
+    let http_cancel = CancellationToken::new();
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&shared),
+        http_cancel.clone(),
+    ));
+    tracing::info!(
+        instances = shared.config.instances,
+        agents = shared.config.agents,
+        collectives = shared.config.collectives.len(),
+        name = %shared.config.name,
+        servers = ?servers,
+        http = %http_addr,
+        open_files = nofile,
+        "starting instances"
+    );
+    let fleet = Fleet::start(Arc::clone(&shared), servers.clone());
+    Ok(Running {
+        shared,
+        fleet,
+        broker,
+        http_addr,
+        servers,
+        http_cancel,
+        http_task,
+        started,
+    })
+}
+
+impl Running {
+    /// Where `/debug/vars` is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The NATS URLs the instances use.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// The private nats-server, when one was started.
+    pub fn broker(&self) -> Option<&LocalNatsServer> {
+        self.broker.as_ref()
+    }
+
+    /// Instances connected and subscribed so far.
+    pub fn ready_count(&self) -> u64 {
+        self.fleet.ready_count()
+    }
+
+    /// Waits until every instance is connected and subscribed; returns the time since start.
+    pub async fn wait_ready(&self) -> Duration {
+        self.fleet.wait_ready().await
+    }
+
+    /// The current /debug/vars document.
+    pub fn debug_vars(&self) -> serde_json::Value {
+        http::debug_vars_json(&self.shared)
+    }
+
+    /// Stops every instance (draining within `deadline`), the HTTP listener and the private
+    /// broker.
+    pub async fn stop(mut self, deadline: Duration) -> StopReport {
+        let report = self.fleet.stop(deadline).await;
+        self.http_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.http_task).await;
+        if let Some(mut broker) = self.broker.take() {
+            tokio::task::spawn_blocking(move || broker.stop()).await.ok();
+        }
+        tracing::info!(
+            drained_cleanly = report.drained_cleanly,
+            stop_s = report.elapsed.as_secs_f64(),
+            uptime_s = self.started.elapsed().as_secs_f64(),
+            requests = self.shared.stats.messages_received.get(),
+            replies = self.shared.stats.replies_sent.get(),
+            invalid = self.shared.stats.invalid_total(),
+            "emulator stopped"
+        );
+        report
+    }
+}
+
+/// Runs the emulator until `shutdown` resolves, then stops it within the configured deadline.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<StopReport, Error> {
+    let deadline = config.shutdown_timeout;
+    let running = start(config).await?;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => {}
+        elapsed = running.wait_ready() => {
+            tracing::info!(
+                instances = running.ready_count(),
+                seconds = elapsed.as_secs_f64(),
+                rss_mb = stats::ProcessMemory::read().rss / (1024 * 1024),
+                "all instances connected and subscribed"
+            );
+            if let Some(b) = running.broker() {
+                println!("emulator: {} instances answering on {} (monitor {}), vars at http://{}/debug/vars",
+                    running.ready_count(), b.client_url(), b.monitor_url(), running.http_addr());
+            }
+            shutdown.await;
+        }
+    }
+    Ok(running.stop(deadline).await)
+}

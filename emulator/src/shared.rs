@@ -1,0 +1,205 @@
+//! State shared by every instance of the fleet: configuration, counters, log limiters, TLS.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agents::{AgentId, Limits};
+use async_nats::ConnectOptions;
+use async_nats::rustls;
+
+use crate::config::{Config, TlsConfig};
+use crate::stats::Stats;
+
+/// Read-mostly state every instance holds an `Arc` of.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) stats: Stats,
+    pub(crate) agent_ids: Vec<AgentId>,
+    pub(crate) start_time: i64,
+    pub(crate) config_file: String,
+    pub(crate) limits: Limits,
+    pub(crate) tls: Option<TlsSetup>,
+    /// Limits debug logs of refused messages (garbage on every subject must not flood the log).
+    pub(crate) invalid_log: LogLimiter,
+    /// Limits warnings about connection problems during a broker outage.
+    pub(crate) connect_log: LogLimiter,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Result<Shared, TlsError> {
+        let tls = config.tls.as_ref().map(TlsSetup::new).transpose()?;
+        Ok(Shared {
+            stats: Stats::new(config.instances, config.agents),
+            agent_ids: AgentId::all(config.agents),
+            start_time: crate::instance::unix_now(),
+            config_file: config
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            limits: Limits::default(),
+            tls,
+            invalid_log: LogLimiter::new(10),
+            connect_log: LogLimiter::new(5),
+            config,
+        })
+    }
+}
+
+/// Lets at most `per_second` events through each second.
+pub(crate) struct LogLimiter {
+    per_second: u64,
+    /// `second << 20 | count`.
+    window: AtomicU64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(per_second: u64) -> LogLimiter {
+        LogLimiter {
+            per_second,
+            window: AtomicU64::new(0),
+        }
+    }
+
+    /// True when this event may be logged.
+    pub(crate) fn allow(&self) -> bool {
+        let now = crate::instance::unix_now() as u64;
+        let mut current = self.window.load(Ordering::Relaxed);
+        loop {
+            let (second, count) = (current >> 20, current & 0xfffff);
+            let next = if second == now {
+                if count >= self.per_second {
+                    return false;
+                }
+                current + 1
+            } else {
+                (now << 20) | 1
+            };
+            match self
+                .window
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// A TLS set-up that could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {reason}")]
+    Pem { path: String, reason: String },
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// How instances set up TLS: verified through async-nats's own loaders, or unverified through a
+/// prepared rustls configuration (the original emulator's `--tls` without `--verify`).
+pub(crate) struct TlsSetup {
+    config: TlsConfig,
+    unverified: Option<rustls::ClientConfig>,
+}
+
+impl TlsSetup {
+    fn new(config: &TlsConfig) -> Result<TlsSetup, TlsError> {
+        let unverified = if config.verify {
+            None
+        } else {
+            Some(unverified_client_config(config)?)
+        };
+        Ok(TlsSetup {
+            config: config.clone(),
+            unverified,
+        })
+    }
+
+    pub(crate) fn apply(&self, mut options: ConnectOptions) -> ConnectOptions {
+        options = options.require_tls(true);
+        if let Some(cfg) = &self.unverified {
+            return options.tls_client_config(cfg.clone());
+        }
+        if let Some(ca) = &self.config.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.config.cert, &self.config.key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options
+    }
+}
+
+fn unverified_client_config(config: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)));
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => {
+            let pem = |path: &std::path::Path, e: &dyn std::fmt::Display| TlsError::Pem {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| pem(cert, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem(cert, &e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem(key, &e))?;
+            Ok(builder.with_client_auth_cert(certs, key)?)
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Accepts any server certificate: `--tls` without `--verify`.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,256 @@
+//! Fleet-wide counters, updated with relaxed atomics from every instance and rendered as
+//! `/debug/vars` JSON and Prometheus text.
+//!
+//! Relaxed ordering is enough: each counter is independent, readers only need eventually
+//! consistent totals, and no other memory is published through them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use agents::{AgentId, Invalid};
+use serde_json::{Map, Value, json};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Counters of one agent.
+#[derive(Debug, Default)]
+pub struct AgentCounters {
+    /// Requests for this agent that passed decoding, TTL and filter checks.
+    pub requests: Counter,
+    /// Requests answered with a reply.
+    pub answered: Counter,
+}
+
+/// Every counter of the fleet.
+#[derive(Debug)]
+pub struct Stats {
+    pub instances_configured: u64,
+    pub instances_connected: Gauge,
+    pub instances_started: Counter,
+    pub connect_failures: Counter,
+    pub disconnects: Counter,
+    pub reconnects: Counter,
+    pub slow_consumers: Counter,
+    pub messages_received: Counter,
+    pub bytes_in: Counter,
+    pub requests_valid: Counter,
+    pub requests_filtered: Counter,
+    pub requests_expired: Counter,
+    pub requests_passed: Counter,
+    invalid: [Counter; Invalid::ALL.len()],
+    agents: Vec<(String, AgentCounters)>,
+    pub replies_sent: Counter,
+    pub publish_errors: Counter,
+    pub bytes_out: Counter,
+}
+
+impl Stats {
+    /// Counters for a fleet of `instances` daemons hosting `emulated` emulated agents.
+    pub fn new(instances: u32, emulated: u32) -> Stats {
+        Stats {
+            instances_configured: u64::from(instances),
+            instances_connected: Gauge::default(),
+            instances_started: Counter::default(),
+            connect_failures: Counter::default(),
+            disconnects: Counter::default(),
+            reconnects: Counter::default(),
+            slow_consumers: Counter::default(),
+            messages_received: Counter::default(),
+            bytes_in: Counter::default(),
+            requests_valid: Counter::default(),
+            requests_filtered: Counter::default(),
+            requests_expired: Counter::default(),
+            requests_passed: Counter::default(),
+            invalid: Default::default(),
+            agents: AgentId::all(emulated)
+                .into_iter()
+                .map(|a| (a.name().into_owned(), AgentCounters::default()))
+                .collect(),
+            replies_sent: Counter::default(),
+            publish_errors: Counter::default(),
+            bytes_out: Counter::default(),
+        }
+    }
+
+    /// Counts one refused message.
+    pub fn invalid(&self, reason: Invalid) {
+        self.invalid[reason.index()].inc();
+    }
+
+    /// Refused messages for one reason.
+    pub fn invalid_count(&self, reason: Invalid) -> u64 {
+        self.invalid[reason.index()].get()
+    }
+
+    /// Refused messages for every reason.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().map(Counter::get).sum()
+    }
+
+    /// The counters of `agent`.
+    pub fn agent(&self, agent: AgentId) -> Option<&AgentCounters> {
+        let index = match agent {
+            AgentId::Discovery => 0,
+            AgentId::Rpcutil => 1,
+            AgentId::Emulated(n) => 2 + n as usize,
+        };
+        self.agents.get(index).map(|(_, c)| c)
+    }
+
+    /// The counters as the `emulator` object of /debug/vars.
+    pub fn to_json(&self) -> Value {
+        let invalid: Map<String, Value> = Invalid::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), json!(self.invalid_count(*r))))
+            .collect();
+        let agents: Map<String, Value> = self
+            .agents
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    json!({"requests": c.requests.get(), "answered": c.answered.get()}),
+                )
+            })
+            .collect();
+        let connected = self.instances_connected.get().max(0);
+        json!({
+            "instances": {
+                "configured": self.instances_configured,
+                "started": self.instances_started.get(),
+                "connected": connected,
+                "disconnected": (self.instances_started.get() as i64 - connected).max(0),
+                "connect_failures": self.connect_failures.get(),
+                "disconnects": self.disconnects.get(),
+                "reconnects": self.reconnects.get(),
+                "slow_consumers": self.slow_consumers.get(),
+            },
+            "requests": {
+                "received": self.messages_received.get(),
+                "valid": self.requests_valid.get(),
+                "invalid": self.invalid_total(),
+                "invalid_by_reason": invalid,
+                "expired": self.requests_expired.get(),
+                "filtered": self.requests_filtered.get(),
+                "passed": self.requests_passed.get(),
+            },
+            "agents": agents,
+            "replies": {
+                "sent": self.replies_sent.get(),
+                "publish_errors": self.publish_errors.get(),
+            },
+            "bytes": {
+                "in": self.bytes_in.get(),
+                "out": self.bytes_out.get(),
+            },
+        })
+    }
+
+    /// The counters in Prometheus text exposition format.
+    pub fn to_prometheus(&self, rss_bytes: u64) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP emulator_{name} {help}");
+            let _ = writeln!(out, "# TYPE emulator_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "emulator_{name}{labels} {value}");
+            }
+        };
+        let plain = |v: u64| vec![(String::new(), v)];
+        metric("instances_configured", "gauge", "Instances this process runs.", &plain(self.instances_configured));
+        metric("instances_connected", "gauge", "Instances currently connected to NATS.", &plain(self.instances_connected.get().max(0) as u64));
+        metric("connect_failures_total", "counter", "Failed initial connection attempts.", &plain(self.connect_failures.get()));
+        metric("disconnects_total", "counter", "Connections lost.", &plain(self.disconnects.get()));
+        metric("reconnects_total", "counter", "Connections re-established.", &plain(self.reconnects.get()));
+        metric("slow_consumers_total", "counter", "Slow consumer events reported by the NATS client.", &plain(self.slow_consumers.get()));
+        metric("messages_received_total", "counter", "NATS messages received by all instances.", &plain(self.messages_received.get()));
+        let results = vec![
+            ("{result=\"valid\"}".to_owned(), self.requests_valid.get()),
+            ("{result=\"invalid\"}".to_owned(), self.invalid_total()),
+            ("{result=\"expired\"}".to_owned(), self.requests_expired.get()),
+            ("{result=\"filtered\"}".to_owned(), self.requests_filtered.get()),
+            ("{result=\"passed\"}".to_owned(), self.requests_passed.get()),
+        ];
+        metric("requests_total", "counter", "Requests by outcome.", &results);
+        let invalid: Vec<_> = Invalid::ALL
+            .iter()
+            .map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.invalid_count(*r)))
+            .collect();
+        metric("invalid_total", "counter", "Refused messages by reason.", &invalid);
+        let requests: Vec<_> = self
+            .agents
+            .iter()
+            .map(|(n, c)| (format!("{{agent=\"{n}\"}}"), c.requests.get()))
+            .collect();
+        metric("agent_requests_total", "counter", "Requests that reached an agent.", &requests);
+        let answered: Vec<_> = self
+            .agents
+            .iter()
+            .map(|(n, c)| (format!("{{agent=\"{n}\"}}"), c.answered.get()))
+            .collect();
+        metric("agent_replies_total", "counter", "Requests an agent answered.", &answered);
+        metric("replies_sent_total", "counter", "Replies published.", &plain(self.replies_sent.get()));
+        metric("publish_errors_total", "counter", "Replies that could not be published.", &plain(self.publish_errors.get()));
+        metric("bytes_in_total", "counter", "Bytes of request bodies received.", &plain(self.bytes_in.get()));
+        metric("bytes_out_total", "counter", "Bytes of reply bodies published.", &plain(self.bytes_out.get()));
+        metric("resident_memory_bytes", "gauge", "Resident set size of the process.", &plain(rss_bytes));
+        out
+    }
+}
+
+/// Memory of this process from `/proc/self/status`, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessMemory {
+    pub rss: u64,
+    pub peak_rss: u64,
+    pub virtual_size: u64,
+}
+
+impl ProcessMemory {
+    /// Reads the current values; zeros where `/proc` is unavailable.
+    pub fn read() -> ProcessMemory {
+        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024)
+        };
+        ProcessMemory {
+            rss: field("VmRSS:"),
+            peak_rss: field("VmHWM:"),
+            virtual_size: field("VmSize:"),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The real `emulator` binary: embedded broker, signals, and clear errors.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_emulator");
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .args(["-i", "5", "--name", "solo", "-p", "0", "--http-address", "127.0.0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), line)
+        .await
+        .expect("the emulator reports it is answering")
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("5 instances answering on nats://127.0.0.1:"), "{line}");
+    let vars_url = line.split_whitespace().last().unwrap().to_owned();
+    let vars: serde_json::Value = reqwest::get(&vars_url).await.unwrap().json().await.unwrap();
+    assert_eq!(vars["name"], "solo");
+    assert_eq!(vars["emulator"]["instances"]["connected"], 5);
+    let nats_url = line.split_whitespace().find(|w| w.starts_with("nats://")).unwrap();
+    let client = agents::client::Client::connect(&[nats_url.to_owned()], Default::default())
+        .await
+        .unwrap();
+    let pongs = client.discover(agents::Filter::default(), Duration::from_secs(1), None).await.unwrap();
+    assert_eq!(pongs.len(), 5);
+    drop(client);
+
+    let broker_pid = nats_server_children(child.id());
+    assert_eq!(broker_pid.len(), 1, "one private nats-server child");
+    emulator::limits::send_signal(child.id() as i32, rustix_signal_term());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "exits within the deadline");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit: {status}");
+    assert!(!pid_alive(broker_pid[0]), "the private nats-server is stopped");
+}
+
+fn rustix_signal_term() -> rustix::process::Signal {
+    rustix::process::Signal::TERM
+}
+
+fn nats_server_children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some(rest) = stat.rsplit_once(") ") else { continue };
+        let ppid: u32 = rest.1.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == parent && stat.contains("(nats-server)") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_missing_nats_server_names_the_setup_command() {
+    let out = Command::new(BIN)
+        .args(["-i", "1", "-p", "0"])
+        .env("NATS_SERVER_BIN", "/nonexistent/nats-server")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("scripts/setup"), "{stderr}");
+}
+
+#[test]
+fn a_fleet_that_cannot_fit_is_refused_before_connecting() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 20);
+    let too_many = (hard + 1).to_string();
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["-i", &too_many, "-p", "0", "--server", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open files") && stderr.contains("lower --instances"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [&["-i", "abc"][..], &["--instances", "-1"], &[], &["-i", "1", "--bogus"]] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"), "{args:?}");
+    }
+    let out = Command::new(BIN).args(["-i", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--instances must be at least 1"));
+}
+
+#[test]
+fn environment_variables_set_flags() {
+    let out = Command::new(BIN)
+        .env("EMULATOR_INSTANCES", "0")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--instances must be at least 1"));
+}

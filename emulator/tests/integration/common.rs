@@ -1,0 +1,83 @@
+//! Fixtures: a nats-server, an in-process emulator fleet, a Choria client.
+
+use std::time::Duration;
+
+use agents::client::{Client, ClientOptions, Dialect};
+use clap::Parser as _;
+use emulator::cli::Args;
+use testkit::NatsServer;
+
+pub(crate) struct Fleet {
+    pub(crate) nats: NatsServer,
+    pub(crate) running: Option<emulator::Running>,
+    pub(crate) name: String,
+    pub(crate) instances: u32,
+}
+
+impl Fleet {
+    /// Starts nats-server and `instances` emulated daemons named `<name>-<i>`.
+    pub(crate) async fn start(name: &str, instances: u32, extra: &[&str]) -> Fleet {
+        let nats = NatsServer::start();
+        let running = start_emulator(&nats.url(), name, instances, extra).await;
+        Fleet {
+            nats,
+            running: Some(running),
+            name: name.to_owned(),
+            instances,
+        }
+    }
+
+    pub(crate) fn identities(&self) -> Vec<String> {
+        (0..self.instances).map(|i| format!("{}-{i}", self.name)).collect()
+    }
+
+    pub(crate) async fn client(&self) -> Client {
+        self.client_with(Dialect::Go).await
+    }
+
+    pub(crate) async fn client_with(&self, dialect: Dialect) -> Client {
+        let options = ClientOptions {
+            senderid: "test.client".into(),
+            callerid: "choria=tester.mcollective".into(),
+            dialect,
+            ..ClientOptions::default()
+        };
+        Client::connect(&[self.nats.url()], options).await.expect("client connects")
+    }
+
+    pub(crate) fn vars(&self) -> serde_json::Value {
+        self.running.as_ref().expect("running").debug_vars()
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let report = r.stop(Duration::from_secs(5)).await;
+            assert!(report.drained_cleanly, "fleet did not drain cleanly");
+        }
+    }
+}
+
+pub(crate) async fn start_emulator(url: &str, name: &str, instances: u32, extra: &[&str]) -> emulator::Running {
+    let instances_text = instances.to_string();
+    let mut argv = vec![
+        "emulator",
+        "--name",
+        name,
+        "-i",
+        &instances_text,
+        "--server",
+        url,
+        "-p",
+        "0",
+        "--http-address",
+        "127.0.0.1",
+    ];
+    argv.extend_from_slice(extra);
+    let args = Args::try_parse_from(argv).expect("valid flags");
+    let config = emulator::Config::from_args(&args).expect("valid config");
+    let running = emulator::start(config).await.expect("emulator starts");
+    tokio::time::timeout(Duration::from_secs(30), running.wait_ready())
+        .await
+        .expect("every instance connects within 30s");
+    running
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the emulator against a real nats-server.
+
+mod binary;
+mod common;
+mod filters;
+mod garbage;
+mod rpc;
+mod topology;

@@ -1,0 +1,35 @@
+//! Runs Choria YAML playbooks.
+//!
+//! The pipeline has five stages, each in its own modules:
+//!
+//! 1. **load** ([`yaml`]): YAML text becomes a positioned node tree (anchors, merge keys and
+//!    Ruby-symbol keys resolved).
+//! 2. **spec** ([`spec`], [`schema`], [`validator`]): the tree is checked against the DSL and
+//!    becomes a typed [`spec::Playbook`]; every problem is reported with `file:line:column`.
+//! 3. **compile** ([`cli`], [`template`]): inputs become command-line flags, values are parsed
+//!    and validated, templates are parsed.
+//! 4. **execute** ([`runner`], [`store`], [`nodes`], [`task`]): data stores, locks, node sets,
+//!    hooks and tasks run in Choria's order with Choria's failure rules.
+//! 5. **report** ([`report`], [`console`]): the YAML/JSON run report and the console summary.
+//!
+//! The `playbook` binary is a thin wrapper over [`run`].
+
+pub mod cli;
+pub(crate) mod console;
+pub mod diagnostic;
+pub mod log;
+pub mod nodes;
+pub mod report;
+pub mod runner;
+pub(crate) mod schema;
+pub mod spec;
+pub mod store;
+pub mod task;
+pub mod template;
+pub mod validator;
+pub mod yaml;
+
+mod error;
+
+pub use cli::run;
+pub use error::Error;

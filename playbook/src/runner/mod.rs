@@ -1,0 +1,443 @@
+//! The **execute** stage: Choria's run order and failure rules.
+//!
+//! Order: inputs → data stores → saved inputs → locks → uses → node sets → `pre_book` →
+//! `tasks` (each with `pre_task`/`post_task`) → `on_success` or `on_fail` → `post_book`.
+//! Task failures follow the hook rules; errors outside a task's execution (template errors,
+//! property errors, store/lock/discovery errors) abort the run, skipping later hooks.
+//! Locks are always released at the end (a deliberate change: Choria leaked them on aborts).
+
+mod inputs;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::console::Console;
+use crate::log::{Level, RunLog};
+use crate::nodes::NodeSetError;
+use crate::report::{InputsInfo, Metrics, PlaybookInfo, Report, ReportHeader, TaskRecord};
+use crate::spec::{HookList, Playbook};
+use crate::store::{EnvOverlay, Lock, StoreError, Stores};
+use crate::task::{HttpClients, TaskError};
+use crate::template::{Expr, Renderer, TemplateError};
+
+/// Default lock acquisition timeout in seconds.
+const DEFAULT_LOCK_TIMEOUT: f64 = 120.0;
+
+/// What the caller decided about the run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Values given on the command line, already converted to their input types.
+    pub values: BTreeMap<String, Value>,
+    /// Overrides the playbook's `loglevel`.
+    pub loglevel: Option<Level>,
+    /// Resolve everything and print what each task would do, without doing it.
+    pub dry_run: bool,
+    /// Human output goes to stderr (stdout is reserved for JSON).
+    pub json: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Overall success.
+    pub success: bool,
+    /// The report.
+    pub report: Report,
+}
+
+/// Errors that abort a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A template could not be expanded.
+    #[error("{0}")]
+    Template(String),
+    /// An input problem.
+    #[error("{0}")]
+    Input(String),
+    /// A data store or lock problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A node set problem.
+    #[error(transparent)]
+    Nodes(#[from] NodeSetError),
+    /// A task property problem.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl From<TemplateError> for RunError {
+    fn from(e: TemplateError) -> Self {
+        Self::Template(e.to_string())
+    }
+}
+
+impl RunError {
+    fn class(&self) -> &'static str {
+        match self {
+            Self::Template(_) => "TemplateError",
+            Self::Input(_) => "InputError",
+            Self::Store(_) => "DataStoreError",
+            Self::Nodes(_) => "NodeSetError",
+            Self::Task(_) => "TaskValidationError",
+        }
+    }
+}
+
+/// The last task outcome, for `previous_task`.
+#[derive(Debug, Clone)]
+pub(crate) struct Previous {
+    success: bool,
+    msg: String,
+    description: String,
+    data: Vec<Value>,
+    runtime: f64,
+}
+
+pub(crate) struct Run<'a> {
+    pb: &'a Playbook,
+    log: RunLog,
+    opts: RunOptions,
+    stores: Stores,
+    env: EnvOverlay,
+    nodes: BTreeMap<String, Vec<String>>,
+    records: Vec<TaskRecord>,
+    previous: Option<Previous>,
+    started: Instant,
+    renderer: Renderer,
+    http: HttpClients,
+    locks: Vec<Box<dyn Lock>>,
+    /// Main tasks finished so far and in total (for the spinner).
+    progress: (usize, usize),
+}
+
+/// Runs a loaded playbook.
+pub async fn execute(pb: &Playbook, opts: RunOptions) -> RunOutcome {
+    let level = opts.loglevel.unwrap_or(pb.metadata.loglevel);
+    let console = Console::new(opts.json);
+    let log = RunLog::new(&pb.metadata.name, level, console);
+    execute_with(pb, opts, log).await
+}
+
+pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -> RunOutcome {
+    let start_time = Utc::now();
+    let mut run = Run {
+        pb,
+        log,
+        opts,
+        stores: Stores::default(),
+        env: EnvOverlay::default(),
+        nodes: BTreeMap::new(),
+        records: Vec::new(),
+        previous: None,
+        started: Instant::now(),
+        renderer: Renderer::default(),
+        http: HttpClients::default(),
+        locks: Vec::new(),
+        progress: (0, pb.tasks.len()),
+    };
+    run.register_secrets();
+    run.log.info(
+        "running",
+        format!(
+            "Starting playbook {} at {}",
+            pb.metadata.name,
+            start_time.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+    );
+    let result = run.run().await;
+    run.release_locks().await;
+    let (success, playbook_error) = match result {
+        Ok(success) => (success, None),
+        Err(e) => {
+            let text = format!(
+                "Playbook {} failed: {}: {}",
+                pb.metadata.name,
+                e.class(),
+                run.log.mask(&e.to_string())
+            );
+            run.log.error("running", &text);
+            (false, Some(text))
+        }
+    };
+    let elapsed = run.started.elapsed().as_secs_f64();
+    run.log.info(
+        "running",
+        format!(
+            "Done running playbook {} in {}",
+            pb.metadata.name,
+            human_time(elapsed)
+        ),
+    );
+    run.log.console().finish();
+    let end_time = Utc::now();
+    let report = Report {
+        report: ReportHeader {
+            version: 1,
+            timestamp: start_time,
+            success,
+            playbook_error,
+        },
+        playbook: PlaybookInfo {
+            name: pb.metadata.name.clone(),
+            version: pb.metadata.version.clone(),
+        },
+        inputs: run.inputs_info(),
+        nodes: run.nodes.clone(),
+        metrics: Metrics {
+            start_time,
+            end_time,
+            run_time: round2(elapsed),
+            task_count: run.records.len(),
+            task_types: Report::task_types(&run.records),
+        },
+        tasks: std::mem::take(&mut run.records),
+        logs: run.log.entries(),
+    };
+    RunOutcome { success, report }
+}
+
+/// `1 minutes 03 seconds` style durations, as Choria printed them.
+fn human_time(seconds: f64) -> String {
+    let whole = seconds.floor() as u64;
+    if whole >= 60 {
+        format!("{} minutes {:02} seconds", whole / 60, whole % 60)
+    } else {
+        format!("{seconds:.2} seconds")
+    }
+}
+
+pub(crate) fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Run<'_> {
+    async fn run(&mut self) -> Result<bool, RunError> {
+        self.check_cli_inputs()?;
+        self.open_stores().await?;
+        if !self.opts.dry_run {
+            self.save_inputs().await?;
+            self.obtain_locks().await?;
+        }
+        self.check_uses().await?;
+        self.discover_nodes().await?;
+        if self.opts.dry_run {
+            return self.dry_run().await;
+        }
+        if !self.run_hooks(HookList::PreBook).await? {
+            self.log.error(
+                "running",
+                "Playbook pre_book hook failed to run, failing entire playbook",
+            );
+            return Ok(false);
+        }
+        let mut success = self.run_main_tasks().await?;
+        if success {
+            success = self.run_hooks(HookList::OnSuccess).await?;
+        } else {
+            self.run_hooks(HookList::OnFail).await?;
+        }
+        if !self.run_hooks(HookList::PostBook).await? {
+            success = false;
+        }
+        Ok(success)
+    }
+
+    async fn open_stores(&mut self) -> Result<(), RunError> {
+        for spec in &self.pb.data_stores {
+            let props = self
+                .expand(&Value::Object(spec.props.clone()), "pre.stores")
+                .await?;
+            let props = match props {
+                Value::Object(m) => m,
+                _ => spec.props.clone(),
+            };
+            let store = crate::store::open(&spec.name, spec.kind, &props, &self.env).await?;
+            let timeout = crate::store::seconds_prop(&props, "timeout")?
+                .filter(|_| spec.kind != crate::store::StoreKind::Shell)
+                .unwrap_or(DEFAULT_LOCK_TIMEOUT);
+            self.log.debug(
+                "pre.stores",
+                format!("Prepared {} data store {}", spec.kind, spec.name),
+            );
+            self.stores
+                .insert(&spec.name, store, Duration::from_secs_f64(timeout));
+        }
+        Ok(())
+    }
+
+    async fn obtain_locks(&mut self) -> Result<(), RunError> {
+        for lock in &self.pb.locks {
+            let path = if lock.contains('/') {
+                lock.clone()
+            } else {
+                format!("{lock}/choria/locks/playbook/{}", self.pb.metadata.name)
+            };
+            self.log
+                .info("pre.locks", format!("Obtaining playbook lock {path}"));
+            let (store, key, timeout) = self.stores.resolve(&path)?;
+            let held = store.lock(key, timeout).await?;
+            self.locks.push(held);
+        }
+        Ok(())
+    }
+
+    async fn release_locks(&mut self) {
+        while let Some(lock) = self.locks.pop() {
+            let path = lock.path().to_string();
+            self.log
+                .info("post", format!("Releasing playbook lock {path}"));
+            if let Err(e) = lock.release().await {
+                self.log
+                    .warn("post", format!("Could not release lock {path}: {e}"));
+            }
+        }
+    }
+
+    async fn check_uses(&mut self) -> Result<(), RunError> {
+        if self.pb.uses.is_empty() {
+            return Ok(());
+        }
+        let value = Value::Object(
+            self.pb
+                .uses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let value = self.expand(&value, "prep.uses").await?;
+        self.log.warn(
+            "prep.uses",
+            format!(
+                "Agent version checks are not available in this build yet, not checking {value}"
+            ),
+        );
+        Ok(())
+    }
+
+    async fn discover_nodes(&mut self) -> Result<(), RunError> {
+        for spec in &self.pb.nodes {
+            let props = self
+                .expand(&Value::Object(spec.props.clone()), &spec.name)
+                .await?;
+            let props = match props {
+                Value::Object(m) => m,
+                _ => spec.props.clone(),
+            };
+            let nodes = crate::nodes::discover(&spec.name, spec.kind, &props, &self.env).await?;
+            self.log.info(
+                &spec.name,
+                format!(
+                    "Discovered {} node(s) in node set {}",
+                    nodes.len(),
+                    spec.name
+                ),
+            );
+            if matches!(props.get("test"), Some(Value::Bool(true))) {
+                self.log.warn(
+                    "conn.test",
+                    format!(
+                        "Connectivity tests are not available in this build yet, not testing node set {}",
+                        spec.name
+                    ),
+                );
+            }
+            self.nodes.insert(spec.name.clone(), nodes);
+        }
+        Ok(())
+    }
+
+    /// Expands the templates in `value`, resolving each expression once.
+    async fn expand(&self, value: &Value, from: &str) -> Result<Value, RunError> {
+        let mut exprs = Vec::new();
+        crate::template::collect(value, &mut exprs)?;
+        if exprs.is_empty() {
+            return Ok(value.clone());
+        }
+        let mut resolved = BTreeMap::new();
+        for e in exprs {
+            let v = self.resolve(&e, from).await?;
+            resolved.insert(e, v);
+        }
+        Ok(self.renderer.expand(value, &resolved)?)
+    }
+
+    async fn resolve(&self, expr: &Expr, from: &str) -> Result<Value, RunError> {
+        match expr {
+            Expr::Input(name) => self.input_value(name, from).await,
+            Expr::Nodes(name) => self
+                .nodes
+                .get(name)
+                .map(|n| Value::from(n.clone()))
+                .ok_or_else(|| RunError::Template(format!("Unknown node set {name}"))),
+            Expr::Metadata(item) => self
+                .pb
+                .metadata
+                .get(item)
+                .ok_or_else(|| RunError::Template(format!("Unknown playbook metadata {item}"))),
+            Expr::PreviousTask(field) => self.previous_field(field),
+            Expr::Date { utc, format } => {
+                Ok(Value::String(crate::template::format_now(*utc, format)?))
+            }
+            Expr::ElapsedTime => Ok(serde_json::Number::from_f64(round2(
+                self.started.elapsed().as_secs_f64(),
+            ))
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
+            Expr::Uuid => Ok(Value::String(uuid::Uuid::new_v4().to_string())),
+        }
+    }
+
+    fn previous_field(&self, field: &str) -> Result<Value, RunError> {
+        let Some(p) = &self.previous else {
+            return match field {
+                "success" => Ok(Value::Bool(false)),
+                "msg" | "message" | "description" => Ok(Value::from("No previous task were found")),
+                "data" => Ok(Value::Array(Vec::new())),
+                "runtime" => Ok(Value::from(0)),
+                _ => Err(RunError::Template(format!(
+                    "Cannot retrieve {field} for the last task outcome"
+                ))),
+            };
+        };
+        match field {
+            "success" => Ok(Value::Bool(p.success)),
+            "msg" | "message" => Ok(Value::String(p.msg.clone())),
+            "description" => Ok(Value::String(p.description.clone())),
+            "data" => Ok(Value::Array(p.data.clone())),
+            "runtime" => Ok(serde_json::Number::from_f64(round2(p.runtime))
+                .map(Value::Number)
+                .unwrap_or(Value::Null)),
+            _ => Err(RunError::Template(format!(
+                "Cannot retrieve {field} for the last task outcome"
+            ))),
+        }
+    }
+
+    fn inputs_info(&self) -> InputsInfo {
+        let mut info = InputsInfo::default();
+        for input in &self.pb.inputs {
+            if self.is_dynamic(input) {
+                info.dynamic.push(input.name.clone());
+                continue;
+            }
+            let value = self
+                .opts
+                .values
+                .get(&input.name)
+                .cloned()
+                .or_else(|| input.default.clone())
+                .unwrap_or(Value::Null);
+            let value = if input.sensitive && !value.is_null() {
+                Value::from(crate::log::MASK)
+            } else {
+                value
+            };
+            info.static_values.insert(input.name.clone(), value);
+        }
+        info
+    }
+}

@@ -1,0 +1,259 @@
+//! Running task lists: attempts, retries, `fail_ok`, `pre_task`/`post_task` hooks and
+//! `previous_task` bookkeeping.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::{Previous, Run, RunError, round2};
+use crate::report::TaskRecord;
+use crate::spec::{HookList, TaskSpec};
+use crate::task::{TaskContext, TaskOutcome};
+
+impl Run<'_> {
+    /// Runs a hook list; stops at the first failure. Returns whether all passed.
+    pub(super) async fn run_hooks(&mut self, list: HookList) -> Result<bool, RunError> {
+        let tasks = self.pb.hooks.get(list);
+        if tasks.is_empty() {
+            return Ok(true);
+        }
+        let name = list.name();
+        self.log.info(
+            name,
+            format!("About to run task set {name} with {} task(s)", tasks.len()),
+        );
+        for spec in tasks {
+            if !self.run_single(spec, name).await? {
+                self.log.info(
+                    name,
+                    format!(
+                        "Done running task set {name} with {} task(s): success: false",
+                        tasks.len()
+                    ),
+                );
+                return Ok(false);
+            }
+        }
+        self.log.info(
+            name,
+            format!(
+                "Done running task set {name} with {} task(s): success: true",
+                tasks.len()
+            ),
+        );
+        Ok(true)
+    }
+
+    /// Runs the main task list with `pre_task`/`post_task` hooks around each task.
+    pub(super) async fn run_main_tasks(&mut self) -> Result<bool, RunError> {
+        let tasks = &self.pb.tasks;
+        self.log.info(
+            "tasks",
+            format!("About to run task set tasks with {} task(s)", tasks.len()),
+        );
+        for (index, spec) in tasks.iter().enumerate() {
+            self.progress.0 = index + 1;
+            if !self.run_main_task(spec).await? {
+                self.log.info(
+                    "tasks",
+                    format!(
+                        "Done running task set tasks with {} task(s): success: false",
+                        tasks.len()
+                    ),
+                );
+                return Ok(false);
+            }
+        }
+        self.log.info(
+            "tasks",
+            format!(
+                "Done running task set tasks with {} task(s): success: true",
+                tasks.len()
+            ),
+        );
+        Ok(true)
+    }
+
+    async fn run_main_task(&mut self, spec: &TaskSpec) -> Result<bool, RunError> {
+        if !self.run_hooks(HookList::PreTask).await? {
+            self.log.error(
+                "tasks",
+                "Failing task because a critical pre_task hook failed",
+            );
+            return Ok(false);
+        }
+        let mut success = self.run_single(spec, "tasks").await?;
+        if !self.run_hooks(HookList::PostTask).await? {
+            self.log.error(
+                "tasks",
+                "Failing task because a critical post_task hook failed",
+            );
+            success = false;
+        }
+        Ok(success)
+    }
+
+    /// Runs one task with its retries. Returns whether it (finally) succeeded.
+    async fn run_single(&mut self, spec: &TaskSpec, list: &str) -> Result<bool, RunError> {
+        let from = format!("{list}.{}", spec.kind);
+        let description = match self
+            .expand(&Value::String(spec.raw_description()), &from)
+            .await?
+        {
+            Value::String(s) => s,
+            other => crate::template::stringify(&other),
+        };
+        self.log
+            .info(&from, format!("About to run task: {description}"));
+        if list == "tasks" {
+            self.log
+                .console()
+                .task_started(self.progress.0, self.progress.1, &description);
+        }
+        if spec.pre_sleep > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(spec.pre_sleep)).await;
+        }
+        let task_started = Instant::now();
+        let mut outcome = TaskOutcome::failed("Task did not run", Vec::new());
+        for attempt in 1..=spec.tries {
+            let props = self
+                .expand(&Value::Object(spec.props.clone()), &from)
+                .await?;
+            let props = match props {
+                Value::Object(m) => m,
+                _ => spec.props.clone(),
+            };
+            let task = crate::task::build(spec.kind, &props)?;
+            let start_time = Utc::now();
+            let started = Instant::now();
+            outcome = {
+                let ctx = TaskContext {
+                    playbook: &self.pb.metadata.name,
+                    run_as: &self.pb.metadata.run_as,
+                    description: &description,
+                    from: &from,
+                    log: &self.log,
+                    stores: &self.stores,
+                    env: &self.env,
+                    http: &self.http,
+                };
+                task.run(&ctx).await
+            };
+            let runtime = started.elapsed().as_secs_f64();
+            if spec.fail_ok && spec.tries == 1 && !outcome.success {
+                self.log.warn(
+                    &from,
+                    format!(
+                        "Task failed but fail_ok is true, treating as success: {}",
+                        outcome.msg
+                    ),
+                );
+                outcome.success = true;
+            }
+            self.record(spec, list, &description, start_time, runtime, &outcome);
+            if outcome.success {
+                break;
+            }
+            if attempt < spec.tries {
+                self.log.warn(
+                    &from,
+                    format!(
+                        "Task failed on try {attempt}/{}, sleeping {}s: {}",
+                        spec.tries, spec.try_sleep, outcome.msg
+                    ),
+                );
+                tokio::time::sleep(Duration::from_secs_f64(spec.try_sleep)).await;
+            }
+        }
+        let level_msg = format!(
+            "{}: {}",
+            if outcome.success { "success" } else { "failed" },
+            outcome.msg
+        );
+        if outcome.success {
+            self.log.info(&from, level_msg);
+        } else {
+            self.log.error(&from, level_msg);
+        }
+        self.log.console().task_finished(
+            list,
+            spec.kind.name(),
+            &self.log.mask(&description),
+            outcome.success,
+            task_started.elapsed().as_secs_f64(),
+        );
+        Ok(outcome.success)
+    }
+
+    fn record(
+        &mut self,
+        spec: &TaskSpec,
+        list: &str,
+        description: &str,
+        start_time: chrono::DateTime<Utc>,
+        runtime: f64,
+        outcome: &TaskOutcome,
+    ) {
+        let end_time = Utc::now();
+        self.records.push(TaskRecord {
+            kind: spec.kind.name().to_string(),
+            set: list.to_string(),
+            description: self.log.mask(description),
+            start_time,
+            end_time,
+            run_time: round2(runtime),
+            ran: true,
+            msg: self.log.mask(&outcome.msg),
+            success: outcome.success,
+        });
+        self.previous = Some(Previous {
+            success: outcome.success,
+            msg: outcome.msg.clone(),
+            description: description.to_string(),
+            data: outcome.data.clone(),
+            runtime,
+        });
+    }
+
+    /// `--dry-run`: prints what each task of each list would do.
+    pub(super) async fn dry_run(&mut self) -> Result<bool, RunError> {
+        let console = self.log.console();
+        for (name, nodes) in &self.nodes {
+            console.say(&format!("node set {name}: {}", nodes.join(", ")));
+        }
+        let lists: Vec<(&str, &[TaskSpec])> = vec![
+            ("pre_book", self.pb.hooks.get(HookList::PreBook)),
+            ("pre_task", self.pb.hooks.get(HookList::PreTask)),
+            ("tasks", self.pb.tasks.as_slice()),
+            ("post_task", self.pb.hooks.get(HookList::PostTask)),
+            ("on_success", self.pb.hooks.get(HookList::OnSuccess)),
+            ("on_fail", self.pb.hooks.get(HookList::OnFail)),
+            ("post_book", self.pb.hooks.get(HookList::PostBook)),
+        ];
+        for (list, tasks) in lists {
+            for (i, spec) in tasks.iter().enumerate() {
+                let from = format!("{list}.{}", spec.kind);
+                let description = self
+                    .expand(&Value::String(spec.raw_description()), &from)
+                    .await?;
+                let props = self
+                    .expand(&Value::Object(spec.props.clone()), &from)
+                    .await?;
+                let props = match props {
+                    Value::Object(m) => m,
+                    _ => spec.props.clone(),
+                };
+                let task = crate::task::build(spec.kind, &props)?;
+                let line = format!(
+                    "would run {list}[{}] {}: {}",
+                    i + 1,
+                    crate::template::stringify(&description),
+                    task.describe()
+                );
+                self.log.console().say(&self.log.mask(&line));
+            }
+        }
+        Ok(true)
+    }
+}

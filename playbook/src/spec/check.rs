@@ -1,0 +1,748 @@
+//! Builds a [`Playbook`] from YAML text, collecting every problem with its position.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::inputs::{check_data_path, check_input};
+use super::{
+    HookList, Hooks, InputSpec, METADATA_ITEMS, Metadata, NodeSetSpec, PREVIOUS_TASK_FIELDS,
+    Playbook, StoreSpec, TOP_LEVEL_KEYS, TaskSpec,
+};
+use crate::diagnostic::{Diagnostics, did_you_mean};
+use crate::log::Level;
+use crate::nodes::NodeSetKind;
+use crate::schema::check_props;
+use crate::store::StoreKind;
+use crate::task::TaskKind;
+use crate::template::{Expr, Part};
+use crate::yaml::{Kind, Mark, Node};
+
+/// Whether the text is a whole playbook or a documentation fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A complete playbook: metadata is required, unknown top-level keys are errors and
+    /// template references are checked against the playbook's own names.
+    Playbook,
+    /// A fragment (e.g. a documentation snippet): only the sections present are checked; a
+    /// top-level list is read as a task list and top-level hook names as hook lists.
+    Fragment,
+}
+
+static CALLERID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\w+=[\w.-]+$").expect("static regex is valid"));
+
+/// Reads and checks a playbook file.
+pub fn load_file(path: &Path) -> (Option<Playbook>, Diagnostics) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load(&text, path, Mode::Playbook),
+        Err(e) => {
+            let mut diags = Diagnostics::new(path);
+            diags.error(
+                Mark { line: 1, column: 1 },
+                format!("Cannot read playbook: {e}"),
+            );
+            (None, diags)
+        }
+    }
+}
+
+/// Checks playbook text. The playbook is returned only when there are no errors.
+pub fn load(text: &str, path: &Path, mode: Mode) -> (Option<Playbook>, Diagnostics) {
+    let mut diags = Diagnostics::new(path);
+    let root = match crate::yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.error(e.mark, format!("YAML syntax error: {}", e.message));
+            return (None, diags);
+        }
+    };
+    let mut checker = Checker {
+        diags,
+        mode,
+        input_names: Vec::new(),
+        node_names: Vec::new(),
+        unavailable: Vec::new(),
+    };
+    let playbook = checker.playbook(&root, path);
+    let diags = checker.diags;
+    if diags.has_errors() {
+        (None, diags)
+    } else {
+        (playbook, diags)
+    }
+}
+
+struct Checker {
+    diags: Diagnostics,
+    mode: Mode,
+    input_names: Vec<String>,
+    node_names: Vec<String>,
+    /// Kinds already reported as unavailable (one warning per kind and file).
+    unavailable: Vec<String>,
+}
+
+fn empty_metadata() -> Metadata {
+    Metadata {
+        name: String::new(),
+        version: String::new(),
+        author: String::new(),
+        description: String::new(),
+        tags: Vec::new(),
+        on_fail: "fail".to_string(),
+        loglevel: Level::Info,
+        run_as: String::new(),
+    }
+}
+
+impl Checker {
+    fn playbook(&mut self, root: &Node, path: &Path) -> Option<Playbook> {
+        if let (Mode::Fragment, Kind::Seq(_)) = (self.mode, &root.kind) {
+            let tasks = self.task_list(root, "tasks");
+            return Some(Playbook {
+                file: path.to_path_buf(),
+                metadata: empty_metadata(),
+                uses: Vec::new(),
+                inputs: Vec::new(),
+                data_stores: Vec::new(),
+                locks: Vec::new(),
+                nodes: Vec::new(),
+                tasks,
+                hooks: Hooks::default(),
+            });
+        }
+        let Some(pairs) = root.as_map() else {
+            self.diags.error(
+                root.mark,
+                format!("A playbook should be a hash, got {}", root.type_name()),
+            );
+            return None;
+        };
+        if self.mode == Mode::Playbook {
+            for (k, _) in pairs {
+                let key = k.key_text();
+                if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                    self.diags.error(
+                        k.mark,
+                        format!(
+                            "Invalid playbook data items {key} found{}",
+                            did_you_mean(&key, TOP_LEVEL_KEYS.iter().copied())
+                        ),
+                    );
+                }
+            }
+        }
+        let metadata = self.metadata(root);
+        let store_names: Vec<String> = match root.get("data_stores").and_then(Node::as_map) {
+            Some(m) => m.iter().map(|(k, _)| k.key_text()).collect(),
+            None => Vec::new(),
+        };
+        let known_stores = match self.mode {
+            Mode::Playbook => Some(store_names.as_slice()),
+            Mode::Fragment => None,
+        };
+        let uses = self.uses(root);
+        let inputs = self.inputs(root, known_stores);
+        self.input_names = inputs.iter().map(|i| i.name.clone()).collect();
+        if let Some(m) = root.get("nodes").and_then(Node::as_map) {
+            self.node_names = m.iter().map(|(k, _)| k.key_text()).collect();
+        }
+        let data_stores = self.stores(root);
+        let locks = self.locks(root, known_stores);
+        let nodes = self.node_sets(root);
+        let tasks = match root.get("tasks") {
+            Some(node) => self.task_list(node, "tasks"),
+            None => Vec::new(),
+        };
+        let hooks = self.hooks(root);
+        for section in ["uses", "data_stores", "nodes"] {
+            if let Some(node) = root.get(section) {
+                self.check_templates(node);
+            }
+        }
+        Some(Playbook {
+            file: path.to_path_buf(),
+            metadata,
+            uses,
+            inputs,
+            data_stores,
+            locks,
+            nodes,
+            tasks,
+            hooks,
+        })
+    }
+
+    fn first_unavailable(&mut self, what: &str) -> bool {
+        if self.unavailable.iter().any(|w| w == what) {
+            return false;
+        }
+        self.unavailable.push(what.to_string());
+        true
+    }
+
+    fn expect_kind(&mut self, root: &Node, key: &str, map: bool) -> Option<Node> {
+        let node = root.get(key)?;
+        if matches!(node.kind, Kind::Null) {
+            return None;
+        }
+        let ok = if map {
+            node.as_map().is_some()
+        } else {
+            node.as_seq().is_some()
+        };
+        if !ok && self.mode == Mode::Fragment {
+            // In a fragment the key may belong to something else (e.g. a task's `nodes`).
+            return None;
+        }
+        if !ok {
+            let want = if map { "hash" } else { "array" };
+            self.diags
+                .error(node.mark, format!("{key} should be a {want}"));
+            return None;
+        }
+        Some(node.clone())
+    }
+
+    fn scalar(&mut self, root: &Node, key: &str) -> Option<(String, Mark)> {
+        let node = root.get(key)?;
+        match &node.kind {
+            Kind::Null => None,
+            Kind::Seq(_) | Kind::Map(_) => {
+                self.diags.error(
+                    node.mark,
+                    format!("{key} should be a string, got {}", node.type_name()),
+                );
+                None
+            }
+            Kind::Str { .. } | Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) => {
+                Some((node.key_text(), node.mark))
+            }
+        }
+    }
+
+    fn metadata(&mut self, root: &Node) -> Metadata {
+        let mut meta = empty_metadata();
+        let playbook = self.mode == Mode::Playbook;
+        for key in ["name", "version", "author", "description"] {
+            match self.scalar(root, key) {
+                Some((value, _)) if !value.is_empty() => match key {
+                    "name" => meta.name = value,
+                    "version" => meta.version = value,
+                    "author" => meta.author = value,
+                    _ => meta.description = value,
+                },
+                _ if playbook => self
+                    .diags
+                    .error(root.mark, format!("A playbook {key} is needed")),
+                _ => {}
+            }
+        }
+        if let Some((level, mark)) = self.scalar(root, "loglevel") {
+            match Level::from_name(&level) {
+                Some(l) => meta.loglevel = l,
+                None => self.diags.error(
+                    mark,
+                    format!(
+                        "Invalid log level {level}, valid levels are debug, info, warn, error, fatal"
+                    ),
+                ),
+            }
+        }
+        match self.scalar(root, "run_as") {
+            Some((run_as, mark)) => {
+                if !CALLERID.is_match(&run_as) {
+                    // Choria refused this; run_as is unused, so it is only a warning here.
+                    self.diags.warning(
+                        mark,
+                        format!("Invalid callerid {run_as}, expected a form like choria=user"),
+                    );
+                }
+                meta.run_as = run_as;
+            }
+            None if playbook => self
+                .diags
+                .warning(root.mark, "run_as is not set (it is only informational)"),
+            None => {}
+        }
+        let on_fail_is_hook = root.get("on_fail").is_some_and(|n| n.as_seq().is_some());
+        if !(on_fail_is_hook && self.mode == Mode::Fragment)
+            && let Some((on_fail, _)) = self.scalar(root, "on_fail")
+        {
+            meta.on_fail = on_fail;
+        }
+        if let Some(tags) = root.get("tags") {
+            match &tags.kind {
+                Kind::Seq(items) => meta.tags = items.iter().map(Node::key_text).collect(),
+                Kind::Null => {}
+                Kind::Str { text, .. } => meta.tags = vec![text.clone()],
+                Kind::Bool(_) | Kind::Int(_) | Kind::Float(_) | Kind::Map(_) => {
+                    self.diags.error(tags.mark, "tags should be a array");
+                }
+            }
+        }
+        if let Some(schema) = root.get("$schema")
+            && schema.as_str().is_none()
+        {
+            self.diags.error(schema.mark, "$schema should be a string");
+        }
+        meta
+    }
+
+    fn uses(&mut self, root: &Node) -> Vec<(String, Value)> {
+        let Some(node) = self.expect_kind(root, "uses", true) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in node.as_map().unwrap_or(&[]) {
+            match &v.kind {
+                Kind::Str { .. } | Kind::Int(_) | Kind::Float(_) => {
+                    out.push((k.key_text(), Value::String(v.key_text())));
+                }
+                _ => self.diags.error(
+                    v.mark,
+                    format!("uses: version range of {} should be a string", k.key_text()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn inputs(&mut self, root: &Node, stores: Option<&[String]>) -> Vec<InputSpec> {
+        let Some(node) = self.expect_kind(root, "inputs", true) else {
+            return Vec::new();
+        };
+        node.as_map()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, v)| check_input(&mut self.diags, k, v, stores))
+            .collect()
+    }
+
+    fn stores(&mut self, root: &Node) -> Vec<StoreSpec> {
+        let Some(node) = self.expect_kind(root, "data_stores", true) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in node.as_map().unwrap_or(&[]) {
+            let name = k.key_text();
+            if crate::store::split_path(&format!("{name}/x")).is_err() {
+                self.diags.error(
+                    k.mark,
+                    format!("Data store name {name} must match [a-zA-Z0-9_-]+"),
+                );
+            }
+            let Some(type_name) = self.type_of(v, &format!("data store {name}")) else {
+                continue;
+            };
+            let Some(kind) = StoreKind::from_name(&type_name) else {
+                self.diags.error(
+                    v.get("type").map_or(v.mark, |t| t.mark),
+                    format!(
+                        "Cannot find a handler for Data Store type {type_name}{}",
+                        did_you_mean(&type_name, StoreKind::ALL.iter().map(|k| k.name()))
+                    ),
+                );
+                continue;
+            };
+            check_props(
+                &mut self.diags,
+                v,
+                &[crate::store::COMMON_PROPS, kind.props()],
+                &format!("data store {name}"),
+            );
+            if !kind.available() && self.first_unavailable(&format!("store {kind}")) {
+                self.diags.warning(
+                    v.mark,
+                    format!(
+                        "the {kind} data store is not available in this build yet; runs using it will fail"
+                    ),
+                );
+            }
+            out.push(StoreSpec {
+                name,
+                kind,
+                props: object(v),
+                mark: k.mark,
+            });
+        }
+        out
+    }
+
+    fn type_of(&mut self, v: &Node, what: &str) -> Option<String> {
+        if v.as_map().is_none() {
+            self.diags.error(
+                v.mark,
+                format!("{what} should be a hash, got {}", v.type_name()),
+            );
+            return None;
+        }
+        match v.get("type") {
+            Some(t) if t.as_str().is_some() => t.as_str().map(str::to_string),
+            Some(t) => {
+                self.diags
+                    .error(t.mark, format!("type of {what} should be a string"));
+                None
+            }
+            None => {
+                self.diags.error(v.mark, format!("{what} needs a type"));
+                None
+            }
+        }
+    }
+
+    fn locks(&mut self, root: &Node, stores: Option<&[String]>) -> Vec<String> {
+        let Some(node) = self.expect_kind(root, "locks", false) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in node.as_seq().unwrap_or(&[]) {
+            let Some(text) = item.as_str() else {
+                self.diags.error(item.mark, "locks should be strings");
+                continue;
+            };
+            let with_key = if text.contains('/') {
+                text.to_string()
+            } else {
+                format!("{text}/lock")
+            };
+            check_data_path(&mut self.diags, item, &with_key, stores);
+            out.push(text.to_string());
+        }
+        out
+    }
+
+    fn node_sets(&mut self, root: &Node) -> Vec<NodeSetSpec> {
+        let Some(node) = self.expect_kind(root, "nodes", true) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in node.as_map().unwrap_or(&[]) {
+            let name = k.key_text();
+            let Some(type_name) = self.type_of(v, &format!("node set {name}")) else {
+                continue;
+            };
+            let Some(kind) = NodeSetKind::from_name(&type_name) else {
+                self.diags.error(
+                    v.get("type").map_or(v.mark, |t| t.mark),
+                    format!(
+                        "Cannot find a handler for Node Set type {type_name}{}",
+                        did_you_mean(&type_name, NodeSetKind::ALL.iter().map(|k| k.name()))
+                    ),
+                );
+                continue;
+            };
+            check_props(
+                &mut self.diags,
+                v,
+                &[crate::nodes::COMMON_PROPS, kind.props()],
+                &format!("node set {name}"),
+            );
+            if !kind.available() && self.first_unavailable(&format!("nodes {kind}")) {
+                self.diags.warning(
+                    v.mark,
+                    format!(
+                        "the {kind} node set type is not available in this build yet; runs using it will fail"
+                    ),
+                );
+            }
+            out.push(NodeSetSpec {
+                name,
+                kind,
+                props: object(v),
+                mark: k.mark,
+            });
+        }
+        out
+    }
+
+    fn hooks(&mut self, root: &Node) -> Hooks {
+        let mut hooks = Hooks::default();
+        let lists: Vec<(Node, Node)> = match self.mode {
+            Mode::Playbook => match self.expect_kind(root, "hooks", true) {
+                Some(node) => node.as_map().unwrap_or(&[]).to_vec(),
+                None => return hooks,
+            },
+            Mode::Fragment => {
+                let mut lists: Vec<(Node, Node)> = match root.get("hooks") {
+                    Some(node) => node.as_map().unwrap_or(&[]).to_vec(),
+                    None => Vec::new(),
+                };
+                for (k, v) in root.as_map().unwrap_or(&[]) {
+                    if HookList::from_name(&k.key_text()).is_some() && v.as_seq().is_some() {
+                        lists.push((k.clone(), v.clone()));
+                    }
+                }
+                lists
+            }
+        };
+        for (k, v) in &lists {
+            let name = k.key_text();
+            match HookList::from_name(&name) {
+                Some(list) => {
+                    let tasks = self.task_list(v, &name);
+                    hooks.set(list, tasks);
+                }
+                None => self.diags.error(
+                    k.mark,
+                    format!(
+                        "Unknown hook list {name}{}",
+                        did_you_mean(&name, HookList::ALL.iter().map(|h| h.name()))
+                    ),
+                ),
+            }
+        }
+        hooks
+    }
+
+    fn task_list(&mut self, node: &Node, list: &str) -> Vec<TaskSpec> {
+        let Some(items) = node.as_seq() else {
+            if !matches!(node.kind, Kind::Null) {
+                self.diags
+                    .error(node.mark, format!("{list} should be a array"));
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(pairs) = item.as_map() else {
+                self.diags.error(
+                    item.mark,
+                    format!(
+                        "each item of {list} should be a hash like `- shell: {{...}}`, got {}",
+                        item.type_name()
+                    ),
+                );
+                continue;
+            };
+            for (k, v) in pairs {
+                if let Some(task) = self.task(k, v, list) {
+                    out.push(task);
+                }
+            }
+        }
+        out
+    }
+
+    fn task(&mut self, key: &Node, body: &Node, list: &str) -> Option<TaskSpec> {
+        let type_name = key.key_text();
+        let Some(kind) = TaskKind::from_name(&type_name) else {
+            self.diags.error(
+                key.mark,
+                format!(
+                    "Cannot find a handler for Task type {type_name}{}",
+                    did_you_mean(&type_name, TaskKind::ALL.iter().map(|k| k.name()))
+                ),
+            );
+            return None;
+        };
+        let what = format!("{list} {type_name} task");
+        check_props(
+            &mut self.diags,
+            body,
+            &[crate::task::COMMON_PROPS, kind.props()],
+            &what,
+        );
+        if kind.historical() {
+            self.diags.warning(
+                key.mark,
+                format!("the {kind} task type is historical and cannot run in this build"),
+            );
+        } else if !kind.available() && self.first_unavailable(&format!("task {kind}")) {
+            self.diags.warning(
+                key.mark,
+                format!("the {kind} task type is not available in this build yet; runs reaching this task will fail it"),
+            );
+        }
+        self.check_templates(body);
+        let mut props = object(body);
+        let description = props.remove("description").map(|d| match d {
+            Value::String(s) => s,
+            other => crate::template::stringify(&other),
+        });
+        let tries = match props.remove("tries") {
+            None | Some(Value::Null) => 1,
+            Some(v) => match v.as_u64() {
+                Some(n) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
+                _ => {
+                    self.diags.error(
+                        body.get("tries").map_or(body.mark, |n| n.mark),
+                        format!("tries of {what} should be an integer of at least 1"),
+                    );
+                    1
+                }
+            },
+        };
+        let mut seconds = |name: &str, default: f64| match props.remove(name) {
+            None | Some(Value::Null) => default,
+            Some(v) => match v.as_f64() {
+                Some(f) if f >= 0.0 && f.is_finite() => f,
+                _ => {
+                    self.diags.error(
+                        body.get(name).map_or(body.mark, |n| n.mark),
+                        format!("{name} of {what} should be a number of seconds"),
+                    );
+                    default
+                }
+            },
+        };
+        let try_sleep = seconds("try_sleep", 10.0);
+        let pre_sleep = seconds("pre_sleep", 0.0);
+        let fail_ok = matches!(props.remove("fail_ok"), Some(Value::Bool(true)));
+        Some(TaskSpec {
+            kind,
+            description,
+            tries,
+            try_sleep,
+            pre_sleep,
+            fail_ok,
+            props,
+            mark: key.mark,
+        })
+    }
+
+    /// Checks every template in the string values under `node`.
+    fn check_templates(&mut self, node: &Node) {
+        match &node.kind {
+            Kind::Str { text, .. } => self.check_template(node.mark, text),
+            Kind::Seq(items) => {
+                for item in items {
+                    self.check_templates(item);
+                }
+            }
+            Kind::Map(pairs) => {
+                for (_, v) in pairs {
+                    self.check_templates(v);
+                }
+            }
+            Kind::Null | Kind::Bool(_) | Kind::Int(_) | Kind::Float(_) => {}
+        }
+    }
+
+    fn check_template(&mut self, mark: Mark, text: &str) {
+        let parts = match crate::template::parse(text) {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.diags.error(mark, e.to_string());
+                return;
+            }
+        };
+        let check_names = self.mode == Mode::Playbook;
+        for part in parts {
+            let Part::Expr(expr) = part else { continue };
+            match &expr {
+                Expr::Input(name) if check_names && !self.input_names.contains(name) => {
+                    self.diags.error(
+                        mark,
+                        format!(
+                            "Unknown input {name}{}",
+                            did_you_mean(name, self.input_names.iter().map(String::as_str))
+                        ),
+                    );
+                }
+                Expr::Nodes(name) if check_names && !self.node_names.contains(name) => {
+                    self.diags.error(
+                        mark,
+                        format!(
+                            "Unknown node set {name}{}",
+                            did_you_mean(name, self.node_names.iter().map(String::as_str))
+                        ),
+                    );
+                }
+                Expr::Metadata(item) if !METADATA_ITEMS.contains(&item.as_str()) => {
+                    self.diags.error(
+                        mark,
+                        format!(
+                            "Unknown playbook metadata {item}{}",
+                            did_you_mean(item, METADATA_ITEMS.iter().copied())
+                        ),
+                    );
+                }
+                Expr::PreviousTask(field) if !PREVIOUS_TASK_FIELDS.contains(&field.as_str()) => {
+                    self.diags.error(
+                        mark,
+                        format!(
+                            "Cannot retrieve {field} for the last task outcome{}",
+                            did_you_mean(field, PREVIOUS_TASK_FIELDS.iter().copied())
+                        ),
+                    );
+                }
+                Expr::Input(_)
+                | Expr::Nodes(_)
+                | Expr::Metadata(_)
+                | Expr::PreviousTask(_)
+                | Expr::Date { .. }
+                | Expr::ElapsedTime
+                | Expr::Uuid => {}
+            }
+        }
+    }
+}
+
+fn object(node: &Node) -> Map<String, Value> {
+    match node.to_value() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> (Option<Playbook>, Vec<String>) {
+        let (pb, diags) = load(text, Path::new("t.yaml"), Mode::Playbook);
+        (pb, diags.items().iter().map(ToString::to_string).collect())
+    }
+
+    const HEAD: &str = "name: t\nversion: 1.0.0\nauthor: me\ndescription: d\nrun_as: choria=me\n";
+
+    #[test]
+    fn minimal_playbook_loads() {
+        let (pb, diags) = check(&format!(
+            "{HEAD}tasks:\n  - shell:\n      command: 'true'\n"
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let pb = pb.expect("loads");
+        assert_eq!(pb.tasks.len(), 1);
+        assert_eq!(pb.tasks[0].tries, 1);
+        assert_eq!(pb.tasks[0].try_sleep, 10.0);
+    }
+
+    #[test]
+    fn misspellings_point_at_the_line() {
+        let text = format!(
+            "{HEAD}inputs:\n  cluster:\n    descripton: x\n    type: String\ntaks: []\ntasks:\n  - shel:\n      command: x\n  - shell:\n      comand: '{{{{{{ inputs.clustr }}}}}}'\n"
+        );
+        let (pb, diags) = check(&text);
+        assert!(pb.is_none());
+        let all = diags.join("\n");
+        assert!(all.contains("t.yaml:8:5: warning: unknown property descripton in input cluster, it will be ignored (did you mean `description`?)"), "{all}");
+        assert!(
+            all.contains(
+                "t.yaml:10:1: error: Invalid playbook data items taks found (did you mean `tasks`?)"
+            ),
+            "{all}"
+        );
+        assert!(all.contains("t.yaml:12:5: error: Cannot find a handler for Task type shel (did you mean `shell`?)"), "{all}");
+        assert!(all.contains("did you mean `command`?"), "{all}");
+        assert!(
+            all.contains("Unknown input clustr (did you mean `cluster`?)"),
+            "{all}"
+        );
+        assert!(all.contains("needs the property command"), "{all}");
+    }
+
+    #[test]
+    fn fragments_accept_bare_task_lists() {
+        let (pb, diags) = load(
+            "- webhook:\n    uri: http://x\n",
+            Path::new("f.yaml"),
+            Mode::Fragment,
+        );
+        assert!(!diags.has_errors(), "{diags}");
+        assert_eq!(pb.expect("loads").tasks.len(), 1);
+    }
+}

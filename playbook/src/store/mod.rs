@@ -1,0 +1,302 @@
+//! Data stores (`data_stores:`), opened in the **execute** stage after their section has been
+//! templated.
+//!
+//! Every store kind implements the one async [`DataStore`] trait. Stores that support locking
+//! return a [`Lock`] handle from [`DataStore::lock`]; releasing the handle releases the lock.
+//! Consul and etcd parse and validate but report that they are not available in this build.
+
+mod environment;
+mod file;
+mod memory;
+mod shell;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+pub use environment::EnvOverlay;
+
+use crate::schema::{Prop, Shape, opt, req};
+
+/// Every data store type the DSL knows. The match over this enum is exhaustive everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In-process map (removed from Choria in 2018; kept here).
+    Memory,
+    /// Environment variables with an optional prefix.
+    Environment,
+    /// A JSON or YAML file holding a mapping.
+    File,
+    /// An external command called with `--read`, `--write` or `--delete`.
+    Shell,
+    /// Consul KV with session locks (not available in this build yet).
+    Consul,
+    /// etcd v3 (not available in this build yet).
+    Etcd,
+}
+
+impl StoreKind {
+    /// All kinds, for suggestions.
+    pub const ALL: [StoreKind; 6] = [
+        Self::Memory,
+        Self::Environment,
+        Self::File,
+        Self::Shell,
+        Self::Consul,
+        Self::Etcd,
+    ];
+
+    /// The DSL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Environment => "environment",
+            Self::File => "file",
+            Self::Shell => "shell",
+            Self::Consul => "consul",
+            Self::Etcd => "etcd",
+        }
+    }
+
+    /// Parses a DSL name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this build can actually use the store.
+    pub fn available(self) -> bool {
+        match self {
+            Self::Memory | Self::Environment | Self::File | Self::Shell => true,
+            Self::Consul | Self::Etcd => false,
+        }
+    }
+
+    /// Properties specific to the kind (the common ones are in [`COMMON_PROPS`]).
+    pub(crate) fn props(self) -> &'static [Prop] {
+        match self {
+            Self::Memory => {
+                const P: &[Prop] = &[];
+                P
+            }
+            Self::Environment => {
+                const P: &[Prop] = &[opt("prefix", Shape::Str)];
+                P
+            }
+            Self::File => {
+                const P: &[Prop] = &[
+                    req("file", Shape::Str),
+                    req("format", Shape::Str),
+                    opt("create", Shape::Bool),
+                ];
+                P
+            }
+            Self::Shell => {
+                const P: &[Prop] = &[
+                    req("command", Shape::Str),
+                    opt("cwd", Shape::Str),
+                    opt("environment", Shape::Map),
+                ];
+                P
+            }
+            Self::Consul => {
+                const P: &[Prop] = &[];
+                P
+            }
+            Self::Etcd => {
+                const P: &[Prop] = &[
+                    opt("url", Shape::Str),
+                    opt("user", Shape::Str),
+                    opt("password", Shape::Str),
+                ];
+                P
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Properties every store accepts.
+pub(crate) const COMMON_PROPS: &[Prop] = &[
+    req("type", Shape::Str),
+    opt("timeout", Shape::Number),
+    opt("ttl", Shape::Number),
+];
+
+/// Data store failures.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The key does not exist.
+    #[error("No such key {0}")]
+    NoSuchKey(String),
+    /// The environment variable does not exist.
+    #[error("No such environment variable {0}")]
+    NoSuchVariable(String),
+    /// The store does not support this operation.
+    #[error("{operation} not implemented in the {kind} data store")]
+    NotImplemented {
+        /// The operation (`lock`).
+        operation: &'static str,
+        /// The store kind.
+        kind: StoreKind,
+    },
+    /// The store kind parses but cannot run in this build.
+    #[error("the {0} data store is not available in this build yet")]
+    Unavailable(StoreKind),
+    /// A lock could not be obtained in time.
+    #[error("Failed to obtain lock {key} after {seconds} seconds")]
+    LockTimeout {
+        /// The lock key.
+        key: String,
+        /// The timeout.
+        seconds: f64,
+    },
+    /// The store configuration is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// Any other failure (I/O, command exit codes, parse errors).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A key/value store used by data-bound inputs, the `data` task and locks.
+#[async_trait]
+pub trait DataStore: Send + Sync {
+    /// The store's kind.
+    fn kind(&self) -> StoreKind;
+    /// Reads a key.
+    async fn read(&self, key: &str) -> Result<Value, StoreError>;
+    /// Writes a key.
+    async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError>;
+    /// Deletes a key.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Obtains a lock, waiting up to `timeout`. The default says the store cannot lock.
+    async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
+        let _ = (key, timeout);
+        Err(StoreError::NotImplemented {
+            operation: "lock",
+            kind: self.kind(),
+        })
+    }
+}
+
+/// A held lock; dropping it without calling [`Lock::release`] leaves it to the store's own
+/// expiry (a Consul session TTL, or the end of the process for the memory store).
+#[async_trait]
+pub trait Lock: Send + Sync {
+    /// The `store/key` path of the lock.
+    fn path(&self) -> &str;
+    /// Releases the lock.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Opens a store from its templated properties.
+pub(crate) async fn open(
+    name: &str,
+    kind: StoreKind,
+    props: &Map<String, Value>,
+    env: &EnvOverlay,
+) -> Result<Box<dyn DataStore>, StoreError> {
+    match kind {
+        StoreKind::Memory => Ok(Box::new(memory::MemoryStore::new(name))),
+        StoreKind::Environment => Ok(Box::new(environment::EnvironmentStore::new(
+            str_prop(props, "prefix").unwrap_or_default(),
+            env.clone(),
+        ))),
+        StoreKind::File => Ok(Box::new(file::FileStore::open(props).await?)),
+        StoreKind::Shell => Ok(Box::new(shell::ShellStore::open(props, env.clone())?)),
+        StoreKind::Consul | StoreKind::Etcd => Err(StoreError::Unavailable(kind)),
+    }
+}
+
+/// Reads an optional string-ish property.
+pub(crate) fn str_prop(props: &Map<String, Value>, key: &str) -> Option<String> {
+    match props.get(key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(crate::template::stringify(other)),
+    }
+}
+
+/// Reads an optional number of seconds.
+pub(crate) fn seconds_prop(
+    props: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<f64>, StoreError> {
+    match props.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64().map(f64::abs)),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(|f| Some(f.abs()))
+            .map_err(|_| StoreError::Config(format!("{key} should be a number, got {s}"))),
+        Some(other) => Err(StoreError::Config(format!(
+            "{key} should be a number, got {other}"
+        ))),
+    }
+}
+
+/// Validates a key for stores that only accept simple names.
+pub(crate) fn check_simple_key(key: &str) -> Result<(), StoreError> {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Failed(
+            "Valid keys must match ^[a-zA-Z0-9_-]+$".to_string(),
+        ))
+    }
+}
+
+/// The opened stores of a run, addressed by `store/key` paths.
+#[derive(Default)]
+pub struct Stores {
+    stores: Vec<(String, Box<dyn DataStore>, Duration)>,
+}
+
+impl Stores {
+    pub(crate) fn insert(&mut self, name: &str, store: Box<dyn DataStore>, lock_timeout: Duration) {
+        self.stores.push((name.to_string(), store, lock_timeout));
+    }
+
+    /// Splits a `store/key` path and finds the store.
+    pub(crate) fn resolve<'a>(
+        &self,
+        path: &'a str,
+    ) -> Result<(&dyn DataStore, &'a str, Duration), StoreError> {
+        let (name, key) = split_path(path)?;
+        self.stores
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, s, t)| (s.as_ref(), key, *t))
+            .ok_or_else(|| StoreError::Config(format!("Unknown data store {name}")))
+    }
+}
+
+/// Splits `store/key` (the key may contain more slashes).
+pub(crate) fn split_path(path: &str) -> Result<(&str, &str), StoreError> {
+    match path.split_once('/') {
+        Some((store, key))
+            if !store.is_empty()
+                && !key.is_empty()
+                && store
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            Ok((store, key))
+        }
+        _ => Err(StoreError::Config(format!(
+            "Invalid data store path {path}"
+        ))),
+    }
+}

@@ -1,0 +1,152 @@
+//! The `webhook` task: GET (data as query string) or POST (data as JSON); 200 and 201 succeed.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::http::USER_AGENT;
+use super::{Task, TaskContext, TaskError, TaskOutcome, required_str, string_map};
+use crate::store::str_prop;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+}
+
+pub(crate) struct WebhookTask {
+    pub(crate) uri: reqwest::Url,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) data: Map<String, Value>,
+    pub(crate) verify_ssl: bool,
+}
+
+/// Parses an http(s) URL.
+pub(crate) fn parse_uri(uri: &str) -> Result<reqwest::Url, TaskError> {
+    let url = reqwest::Url::parse(uri).map_err(|e| TaskError(format!("Invalid uri {uri}: {e}")))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(TaskError(format!(
+            "Invalid uri {uri}: scheme {other} is not http or https"
+        ))),
+    }
+}
+
+impl WebhookTask {
+    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
+        let uri = parse_uri(&required_str(props, "uri", "A uri is required")?)?;
+        let method = match str_prop(props, "method")
+            .unwrap_or_else(|| "POST".into())
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            _ => {
+                return Err(TaskError(
+                    "Only GET and POST is supported as methods".to_string(),
+                ));
+            }
+        };
+        let data = match props.get("data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(TaskError(format!("data should be a hash, got {other}"))),
+        };
+        let verify_ssl = !matches!(props.get("verify_ssl"), Some(Value::Bool(false)));
+        Ok(Self {
+            uri,
+            method,
+            headers: string_map(props, "headers")?,
+            data,
+            verify_ssl,
+        })
+    }
+
+    /// Sends the request and maps the answer to an outcome (also used by graphite events).
+    pub(crate) async fn send(&self, ctx: &TaskContext<'_>) -> TaskOutcome {
+        let client = match ctx.http.get(self.verify_ssl) {
+            Ok(c) => c,
+            Err(e) => return TaskOutcome::failed(e.0, vec![]),
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut request = match self.method {
+            Method::Get => {
+                let mut url = self.uri.clone();
+                if !self.data.is_empty() {
+                    let mut pairs = url.query_pairs_mut();
+                    for (k, v) in &self.data {
+                        pairs.append_pair(k, &crate::template::stringify(v));
+                    }
+                }
+                client.get(url)
+            }
+            Method::Post => client
+                .post(self.uri.clone())
+                .header("Content-Type", "application/json")
+                .body(Value::Object(self.data.clone()).to_string()),
+        };
+        request = request
+            .header("User-Agent", USER_AGENT)
+            .header("X-Choria-Request-ID", &request_id);
+        for (k, v) in &self.headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        match request.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                if status == 200 || status == 201 {
+                    TaskOutcome::ok(
+                        format!(
+                            "Successfully sent {} request to {}",
+                            self.method_name(),
+                            self.uri
+                        ),
+                        vec![Value::String(body)],
+                    )
+                } else {
+                    TaskOutcome::failed(
+                        format!(
+                            "Failed to send {} request to {}: HTTP {status}",
+                            self.method_name(),
+                            self.uri
+                        ),
+                        vec![Value::String(body)],
+                    )
+                }
+            }
+            Err(e) => TaskOutcome::failed(
+                format!(
+                    "Failed to send {} request to {}: {e}",
+                    self.method_name(),
+                    self.uri
+                ),
+                vec![],
+            ),
+        }
+    }
+
+    fn method_name(&self) -> &'static str {
+        match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+#[async_trait]
+impl Task for WebhookTask {
+    async fn run(&self, ctx: &TaskContext<'_>) -> TaskOutcome {
+        self.send(ctx).await
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "webhook: {} {} data {}",
+            self.method_name(),
+            self.uri,
+            Value::Object(self.data.clone())
+        )
+    }
+}

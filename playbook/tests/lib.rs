@@ -1,0 +1,12 @@
+//! Integration tests: every test runs the real `playbook` binary (or the public library API)
+//! against playbooks written into temporary directories.
+
+mod corpus;
+mod hooks;
+mod inputs;
+mod run;
+mod server;
+mod services;
+mod stores;
+mod test;
+mod validate;

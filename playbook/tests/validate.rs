@@ -1,0 +1,93 @@
+//! `playbook validate` and `playbook show`: positions, suggestions, bad input.
+
+use crate::test::Test;
+
+#[test]
+fn every_problem_is_listed_with_its_position_and_a_suggestion() {
+    let out = Test::new()
+        .playbook("inputs:\n  cluster:\n    description: c\n    type: Strng\n    validaton: ':shellsafe'\nnodes:\n  web:\n    type: lst\ntaks: []\ntasks:\n  - shel:\n      command: x\n  - shell:\n      comand: echo {{{ inputs.clustr }}} {{{ nodes.webb }}}\n  - webhook:\n      uri: http://x\n      tries: many\nhooks:\n  on_failure: []\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stdout_has("pb.yaml: invalid")
+        .run();
+    for expected in [
+        "pb.yaml:9:11: error: Invalid input type Strng given for input cluster (did you mean `String`?)",
+        "pb.yaml:10:5: warning: unknown property validaton in input cluster, it will be ignored (did you mean `validation`?)",
+        "pb.yaml:13:11: error: Cannot find a handler for Node Set type lst (did you mean `list`?)",
+        "pb.yaml:14:1: error: Invalid playbook data items taks found (did you mean `tasks`?)",
+        "pb.yaml:16:5: error: Cannot find a handler for Task type shel (did you mean `shell`?)",
+        "(did you mean `command`?)",
+        "error: tasks shell task needs the property command",
+        "Unknown input clustr (did you mean `cluster`?)",
+        "Unknown node set webb (did you mean `web`?)",
+        "tries of tasks webhook task should be an integer",
+        "error: Unknown hook list on_failure (did you mean `on_fail`?)",
+    ] {
+        assert!(out.stderr.contains(expected), "missing {expected:?} in\n{}", out.stderr);
+    }
+}
+
+#[test]
+fn yaml_syntax_errors_have_positions() {
+    Test::new()
+        .file("bad.yaml", "name: x\ntasks:\n  - shell: {command: [unclosed\n")
+        .args(&["validate", "bad.yaml"])
+        .status(1)
+        .stderr_has("bad.yaml:4:1: error: YAML syntax error")
+        .run();
+    Test::new()
+        .file("bad.yaml", "name: x\n\tversion: 1\n")
+        .args(&["run", "bad.yaml"])
+        .status(1)
+        .stderr_has("bad.yaml:2:")
+        .stderr_has("is not valid")
+        .run();
+}
+
+#[test]
+fn wrong_types_are_errors() {
+    Test::new()
+        .playbook("tasks:\n  - shell:\n      command: [not, a, string]\n      environment: nope\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stderr_has("pb.yaml:8:16: error: tasks shell task property command should be a string, got array")
+        .stderr_has("property environment should be a hash, got string")
+        .run();
+}
+
+#[test]
+fn several_files_are_checked_together() {
+    Test::new()
+        .playbook("tasks: []\n")
+        .file("other.yaml", "tasks: {}\n")
+        .args(&["validate", "pb.yaml", "other.yaml", "missing.yaml"])
+        .status(1)
+        .stdout_has("pb.yaml: ok (0 warning(s))")
+        .stdout_has("other.yaml: invalid")
+        .stderr_has("missing.yaml:1:1: error: Cannot read playbook")
+        .run();
+}
+
+#[test]
+fn macros_and_merge_keys_expand() {
+    Test::new()
+        .playbook("macros:\n  hook: &hook\n    command: echo from-macro\n    environment:\n      X: 'y'\ntasks:\n  - shell:\n      <<: *hook\n      description: merged\n")
+        .args(&["run", "pb.yaml"])
+        .stderr_has("from-macro")
+        .stdout_has("merged")
+        .run();
+}
+
+#[test]
+fn show_describes_the_playbook() {
+    Test::new()
+        .playbook("inputs:\n  cluster:\n    description: Cluster to deploy\n    type: String\n  many:\n    description: Several\n    type: Array\n    required: false\nnodes:\n  web:\n    type: list\n    nodes: [a]\ntasks:\n  - shell:\n      description: Deploy\n      command: 'true'\n      tries: 3\nhooks:\n  on_fail:\n    - slack:\n        token: t\n        channel: c\n        text: x\n")
+        .args(&["show", "pb.yaml"])
+        .stdout_has("Playbook: test version 1.0.0")
+        .stdout_has("--cluster CLUSTER  Cluster to deploy [String, required]")
+        .stdout_has("--many MANY (repeatable)")
+        .stdout_has("web (list)")
+        .stdout_has("1. shell          Deploy [tries 3 every 10s]")
+        .stdout_has("Hook on_fail:")
+        .run();
+}

@@ -161,8 +161,11 @@ async fn ramp(
         let force = force.clone();
         let ready = Arc::clone(&ready);
         let shared = Arc::clone(&shared);
-        tracker.spawn(async move {
-            let Some((client, subs)) = instance.connect(&servers, &cancel).await else {
+        let task = async move {
+            // Boxed: the connect future is several KB, and a task's allocation is the size of
+            // its largest state, so inlining it would cost every idle instance that much.
+            let connect = Box::pin(instance.connect(&servers, &cancel));
+            let Some((client, subs)) = connect.await else {
                 return;
             };
             drop(permit);
@@ -171,7 +174,11 @@ async fn ramp(
                 ready.notify.notify_waiters();
             }
             instance.serve(client, subs, cancel, force).await;
-        });
+        };
+        if index == 0 {
+            tracing::debug!(bytes = std::mem::size_of_val(&task), "instance task size");
+        }
+        tracker.spawn(task);
     }
     tracing::debug!(instances = shared.config.instances, "ramp finished");
 }

@@ -73,7 +73,7 @@ impl Instance {
         let mut options = ConnectOptions::new()
             .name(&self.identity)
             .no_echo()
-            .read_buffer_capacity(4096)
+            .read_buffer_capacity(1024)
             .client_capacity(256)
             .subscription_capacity(1024)
             .connection_timeout(Duration::from_secs(5))
@@ -134,7 +134,7 @@ impl Instance {
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
                         () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(reconnect_delay(attempt as usize)) => {}
+                        () = tokio::time::sleep(reconnect_delay(attempt as usize + 1)) => {}
                     }
                 }
             }
@@ -155,7 +155,8 @@ impl Instance {
                 biased;
                 () = cancel.cancelled() => break,
                 msg = messages.next() => match msg {
-                    Some(msg) => self.handle(&client, msg).await,
+                    // Boxed for the same reason as connect: only a message in flight pays for it.
+                    Some(msg) => Box::pin(self.handle(&client, msg)).await,
                     None => break,
                 },
             }
@@ -163,7 +164,7 @@ impl Instance {
         drop(messages);
         tokio::select! {
             () = force.cancelled() => {}
-            r = client.drain() => {
+            r = Box::pin(client.drain()) => {
                 if let Err(e) = r {
                     tracing::debug!(identity = %self.identity, error = %e, "drain failed");
                 }
@@ -309,15 +310,16 @@ fn on_event(shared: &Shared, state: &AtomicU8, event: Event) {
     }
 }
 
-/// Reconnect backoff: 100 ms doubling to 5 s, with ±50 % jitter so a restarted broker is not hit
-/// by every instance at the same moment.
+/// Reconnect backoff. async-nats counts the attempt before asking, so `1` is the first try
+/// after a disconnect (or the initial connect) and goes at once; later tries wait 100 ms doubling
+/// to 5 s, with ±50 % jitter so a restarted broker is not hit by every instance at once.
 pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
     use rand::RngExt as _;
-    if attempts == 0 {
+    if attempts <= 1 {
         return Duration::ZERO;
     }
-    let exp = attempts.min(16) as u32 - 1;
-    let base = (100u64 << exp.min(6)).min(5_000);
+    let exp = (attempts - 2).min(6) as u32;
+    let base = (100u64 << exp).min(5_000);
     let jitter = rand::rng().random_range(0.5..1.5);
     Duration::from_millis((base as f64 * jitter) as u64)
 }

@@ -70,16 +70,26 @@ pub struct Running {
 
 /// Starts the emulator: checks limits, starts a private broker when needed, binds HTTP and
 /// begins the connection ramp. Returns as soon as the ramp has begun.
-pub async fn start(config: Config) -> Result<Running, Error> {
+pub async fn start(mut config: Config) -> Result<Running, Error> {
     let started = Instant::now();
     let nofile = limits::raise_nofile();
+    let ports = limits::ephemeral_ports();
     let broker_addresses = config.servers.len().max(1) as u64;
+    if config.bind.is_empty() && config.servers.iter().all(|s| limits::is_loopback_url(s)) {
+        config.bind = limits::auto_loopback_sources(u64::from(config.instances), ports);
+        if !config.bind.is_empty() {
+            tracing::info!(
+                sources = config.bind.len(),
+                "spreading instances over loopback source addresses (see --bind)"
+            );
+        }
+    }
     limits::check_fit(
         u64::from(config.instances),
         nofile,
         config.bind.len() as u64,
         broker_addresses,
-        limits::ephemeral_ports(),
+        ports,
     )?;
     let mut broker = None;
     let servers = if config.servers.is_empty() {
@@ -202,10 +212,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<S
                 rss_mb = stats::ProcessMemory::read().rss / (1024 * 1024),
                 "all instances connected and subscribed"
             );
-            if let Some(b) = running.broker() {
-                println!("emulator: {} instances answering on {} (monitor {}), vars at http://{}/debug/vars",
-                    running.ready_count(), b.client_url(), b.monitor_url(), running.http_addr());
-            }
+            let monitor = running
+                .broker()
+                .map(|b| format!(" (monitor {})", b.monitor_url()))
+                .unwrap_or_default();
+            println!(
+                "emulator: {} instances answering on {}{monitor}, ready in {:.3}s, vars at http://{}/debug/vars",
+                running.ready_count(),
+                running.servers().join(","),
+                elapsed.as_secs_f64(),
+                running.http_addr()
+            );
             shutdown.await;
         }
     }

@@ -72,6 +72,17 @@ struct RunArgs {
     dry_run: bool,
 }
 
+/// Sends `tracing` events to stderr when `PLAYBOOK_TRACE` holds a filter (e.g. `debug`).
+pub fn init_tracing() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PLAYBOOK_TRACE") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
+    }
+}
+
 /// Runs the `playbook` command with the given arguments (including the program name) and
 /// returns the process exit code.
 pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
@@ -341,8 +352,8 @@ fn run_playbook(
         say(format!("Report saved to {}", path.display()));
     }
     if args.json {
-        let text = serde_json::to_string_pretty(&report.to_json())
-            .map_err(|e| Error::Output(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| Error::Output(e.to_string()))?;
         println!("{text}");
     }
     Ok(if outcome.success {

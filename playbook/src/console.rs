@@ -89,7 +89,9 @@ impl Console {
     ) {
         let status = if success { "ok  " } else { "FAIL" };
         let what = format!("{list}.{kind}");
-        self.say(&format!("{status} {what:<24} {seconds:>8.3}s  {description}"));
+        self.say(&format!(
+            "{status} {what:<24} {seconds:>8.3}s  {description}"
+        ));
     }
 
     /// Stops the spinner.

@@ -32,4 +32,10 @@ pub mod yaml;
 mod error;
 
 pub use cli::run;
+
+/// Converts seconds from a playbook into a duration; negative, NaN and huge values saturate
+/// instead of panicking.
+pub(crate) fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs.abs()).unwrap_or(std::time::Duration::MAX)
+}
 pub use error::Error;

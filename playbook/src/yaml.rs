@@ -17,6 +17,9 @@ use serde_json::Value;
 /// Upper bound on nodes produced by alias expansion (guards against "billion laughs").
 const MAX_NODES: usize = 1_000_000;
 
+/// Upper bound on nesting (guards the recursive tree builder's stack).
+const MAX_DEPTH: usize = 200;
+
 /// A position in a source file; both numbers are 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Mark {
@@ -159,6 +162,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
         pos: 0,
         anchors: HashMap::new(),
         produced: 0,
+        depth: 0,
     };
     builder.document()
 }
@@ -190,6 +194,7 @@ struct Builder<'a> {
     pos: usize,
     anchors: HashMap<usize, Node>,
     produced: usize,
+    depth: usize,
 }
 
 impl Builder<'_> {
@@ -222,11 +227,40 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Mapping keys that are plain scalars keep their text (`on:` stays "on", not `true`).
+    fn key_node(&mut self) -> Result<Node, YamlError> {
+        if let Some((Event::Scalar(text, ScalarStyle::Plain, 0, None), span)) =
+            self.events.get(self.pos)
+        {
+            let node = Node::new(
+                Kind::Str {
+                    text: text.to_string(),
+                    plain: true,
+                },
+                mark_of(span),
+            );
+            self.pos += 1;
+            self.count(node.mark, 1)?;
+            return Ok(node);
+        }
+        self.node()
+    }
+
     fn node(&mut self) -> Result<Node, YamlError> {
+        self.depth += 1;
+        let result = self.node_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn node_inner(&mut self) -> Result<Node, YamlError> {
         let Some((event, span)) = self.events.get(self.pos) else {
             return Err(self.error(Mark::default(), "unexpected end of YAML input"));
         };
         let mark = mark_of(span);
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(mark, "document is nested too deeply"));
+        }
         self.pos += 1;
         match event {
             Event::Scalar(text, style, anchor, tag) => {
@@ -282,7 +316,7 @@ impl Builder<'_> {
                             break;
                         }
                         Some(_) => {
-                            let mut key = self.node()?;
+                            let mut key = self.key_node()?;
                             let value = self.node()?;
                             if let Kind::Str { text, plain: true } = &key.kind {
                                 if text == "<<" {
@@ -462,6 +496,14 @@ mod tests {
     }
 
     #[test]
+    fn plain_keys_keep_their_text() {
+        let node = parse("on: 1\nyes: 2\n10: 3\n").expect("parses");
+        assert!(node.get("on").is_some());
+        assert!(node.get("yes").is_some());
+        assert!(node.get("10").is_some());
+    }
+
+    #[test]
     fn symbol_keys_lose_their_colon() {
         let node = parse(":message: hi\n").expect("parses");
         assert_eq!(node.get("message").and_then(Node::as_str), Some("hi"));
@@ -479,6 +521,14 @@ mod tests {
     fn syntax_errors_have_positions() {
         let err = parse("a: [1, 2\nb: 3\n").expect_err("must fail");
         assert!(err.mark.line >= 1, "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(5000);
+        assert!(parse(&text).is_err());
+        let text = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(parse(&text).is_err());
     }
 
     #[test]

@@ -78,7 +78,8 @@ fn the_fixture_playbook_has_every_section() {
 #[test]
 fn the_illegal_playbook_is_rejected_with_every_problem() {
     let dir = corpus("complete");
-    let file = dir.join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__illegal.yaml");
+    let file =
+        dir.join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__illegal.yaml");
     let t = Test::new();
     let file = file.to_string_lossy().into_owned();
     let out = t
@@ -102,7 +103,11 @@ fn the_illegal_playbook_is_rejected_with_every_problem() {
         "11:8: error: locks should be a array",
         "12:8: error: tasks should be a array",
     ] {
-        assert!(out.stderr.contains(expected), "missing {expected:?} in\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stderr
+        );
     }
 }
 
@@ -125,7 +130,10 @@ const INCOMPLETE_SNIPPETS: &[(&str, &str)] = &[
     // No `type:` on a non-dynamic input: Choria fails building the CLI flag too.
     ("inputs__index.md__snippet04", "Invalid input type"),
     // Shows only the `nodes:` line of a task.
-    ("templates__index.md__snippet07", "needs the property action"),
+    (
+        "templates__index.md__snippet07",
+        "needs the property action",
+    ),
 ];
 
 #[test]
@@ -164,7 +172,10 @@ fn snippet_contents_arrive_intact() {
     assert_eq!(hooks.hooks.get(HookList::OnFail).len(), 1);
     let merged = snippet("tips__index.md__snippet03");
     let on_success = merged.hooks.get(HookList::OnSuccess);
-    assert_eq!(on_success[0].props["uri"], "https://hooks.example.net/webhook");
+    assert_eq!(
+        on_success[0].props["uri"],
+        "https://hooks.example.net/webhook"
+    );
     assert_eq!(on_success[0].props["headers"]["X-Acme-Token"], "TOKEN");
     let list = snippet("tasks__index.md__snippet08");
     assert_eq!(list.tasks[0].kind.name(), "graphite_event");
@@ -176,7 +187,8 @@ fn snippet_contents_arrive_intact() {
 
 #[test]
 fn the_yaml_node_fixture_works_as_a_node_set() {
-    let nodes = corpus("aux").join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__nodes.yaml");
+    let nodes = corpus("aux")
+        .join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__nodes.yaml");
     let nodes = nodes.to_string_lossy();
     Test::new()
         .playbook(&format!(
@@ -199,8 +211,11 @@ fn the_yaml_node_fixture_works_as_a_node_set() {
 #[test]
 fn terraform_fixtures_through_a_terraform_binary() {
     let aux = corpus("aux");
-    let list = aux.join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__terraform_list.json");
-    let string = aux.join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__terraform_string.json");
+    let list = aux
+        .join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__terraform_list.json");
+    let string = aux.join(
+        "choria-legacy__mcollective-choria__spec__fixtures__playbooks__terraform_string.json",
+    );
     for (fixture, ok) in [(list, true), (string, false)] {
         let t = Test::new().script(
             "terraform",
@@ -214,7 +229,9 @@ fn terraform_fixtures_through_a_terraform_binary() {
         );
         if ok {
             t.args(&["run", "pb.yaml"])
-                .stderr_has("got ec2-52-57-66-150.eu-central-1.compute.amazonaws.com, ec2-52-57-74-75")
+                .stderr_has(
+                    "got ec2-52-57-66-150.eu-central-1.compute.amazonaws.com, ec2-52-57-74-75",
+                )
                 .run();
         } else {
             t.args(&["run", "pb.yaml"])
@@ -227,7 +244,8 @@ fn terraform_fixtures_through_a_terraform_binary() {
 
 #[test]
 fn the_file_data_fixture_backs_an_input() {
-    let data = corpus("aux").join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__file_data.yaml");
+    let data = corpus("aux")
+        .join("choria-legacy__mcollective-choria__spec__fixtures__playbooks__file_data.yaml");
     let t = Test::new();
     let copy = t.path().join("data.yaml");
     std::fs::copy(&data, &copy).expect("copy fixture");

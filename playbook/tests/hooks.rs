@@ -3,7 +3,9 @@
 use crate::test::Test;
 
 fn hooks_playbook(task: &str, hooks: &[(&str, &str)]) -> String {
-    let mut text = format!("tasks:\n  - shell:\n      description: main\n      command: {task}\n  - shell:\n      description: second\n      command: echo second-ran\nhooks:\n");
+    let mut text = format!(
+        "tasks:\n  - shell:\n      description: main\n      command: {task}\n  - shell:\n      description: second\n      command: echo second-ran\nhooks:\n"
+    );
     for (list, command) in hooks {
         text.push_str(&format!("  {list}:\n    - shell:\n        description: {list} hook\n        command: {command}\n"));
     }
@@ -36,8 +38,15 @@ fn hooks_run_in_order_on_success() {
     assert_eq!(
         order(&out.stderr),
         vec![
-            "pre-book-ran", "pre-task-ran", "main-ran", "post-task-ran", "pre-task-ran",
-            "second-ran", "post-task-ran", "on-success-ran", "post-book-ran"
+            "pre-book-ran",
+            "pre-task-ran",
+            "main-ran",
+            "post-task-ran",
+            "pre-task-ran",
+            "second-ran",
+            "post-task-ran",
+            "on-success-ran",
+            "post-book-ran"
         ]
     );
 }
@@ -51,7 +60,13 @@ fn a_failed_task_runs_on_fail_then_post_book() {
         .run();
     assert_eq!(
         order(&out.stderr),
-        vec!["pre-book-ran", "pre-task-ran", "post-task-ran", "on-fail-ran", "post-book-ran"]
+        vec![
+            "pre-book-ran",
+            "pre-task-ran",
+            "post-task-ran",
+            "on-fail-ran",
+            "post-book-ran"
+        ]
     );
 }
 
@@ -71,7 +86,10 @@ fn a_failed_pre_book_skips_everything_else() {
 #[test]
 fn a_failed_pre_task_fails_the_task_without_running_it() {
     let out = Test::new()
-        .playbook(&hooks_playbook("echo main-ran", &[("pre_task", "false"), ("on_fail", "echo on-fail-ran")]))
+        .playbook(&hooks_playbook(
+            "echo main-ran",
+            &[("pre_task", "false"), ("on_fail", "echo on-fail-ran")],
+        ))
         .args(&["run", "pb.yaml"])
         .status(1)
         .stderr_has("Failing task because a critical pre_task hook failed")
@@ -82,7 +100,10 @@ fn a_failed_pre_task_fails_the_task_without_running_it() {
 #[test]
 fn a_failed_post_task_fails_the_task() {
     let out = Test::new()
-        .playbook(&hooks_playbook("echo main-ran", &[("post_task", "false"), ("on_fail", "echo on-fail-ran")]))
+        .playbook(&hooks_playbook(
+            "echo main-ran",
+            &[("post_task", "false"), ("on_fail", "echo on-fail-ran")],
+        ))
         .args(&["run", "pb.yaml"])
         .status(1)
         .run();
@@ -92,11 +113,17 @@ fn a_failed_post_task_fails_the_task() {
 #[test]
 fn on_success_failure_fails_the_playbook_but_post_book_runs() {
     let out = Test::new()
-        .playbook(&hooks_playbook("echo main-ran", &[("on_success", "false"), ("post_book", "echo post-book-ran")]))
+        .playbook(&hooks_playbook(
+            "echo main-ran",
+            &[("on_success", "false"), ("post_book", "echo post-book-ran")],
+        ))
         .args(&["run", "pb.yaml"])
         .status(1)
         .run();
-    assert_eq!(order(&out.stderr), vec!["main-ran", "second-ran", "post-book-ran"]);
+    assert_eq!(
+        order(&out.stderr),
+        vec!["main-ran", "second-ran", "post-book-ran"]
+    );
 }
 
 #[test]
@@ -165,4 +192,14 @@ fn pre_sleep_delays_the_first_attempt() {
         .args(&["run", "pb.yaml"])
         .run();
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn descriptions_are_templated_before_pre_task_hooks() {
+    Test::new()
+        .playbook("tasks:\n  - shell:\n      description: first\n      command: 'true'\n  - shell:\n      description: after {{{ previous_task.description }}}\n      command: echo inside={{{ previous_task.description }}}\nhooks:\n  pre_task:\n    - shell:\n        description: the hook\n        command: 'true'\n")
+        .args(&["run", "pb.yaml"])
+        .stdout_has("after first")
+        .stderr_has("inside=the hook")
+        .run();
 }

@@ -35,8 +35,16 @@ fn every_input_type_becomes_a_flag() {
     Test::new()
         .playbook(INPUTS)
         .args(&[
-            "run", "pb.yaml", "--cluster", "alpha", "--port=4300", "--tls", "--servers", "a:1",
-            "--servers", "b:2",
+            "run",
+            "pb.yaml",
+            "--cluster",
+            "alpha",
+            "--port=4300",
+            "--tls",
+            "--servers",
+            "a:1",
+            "--servers",
+            "b:2",
         ])
         .stderr_has("cluster=alpha port=4300 tls=true servers=a:1, b:2 mode=fast")
         .run();

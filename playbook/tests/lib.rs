@@ -4,9 +4,11 @@
 mod corpus;
 mod hooks;
 mod inputs;
+mod nodes;
 mod run;
 mod server;
 mod services;
 mod stores;
+mod templates;
 mod test;
 mod validate;

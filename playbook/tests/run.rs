@@ -14,7 +14,11 @@ fn a_successful_run_prints_one_line_per_task_and_a_summary() {
         .stderr_has("test#tasks.shell")
         .stderr_has("About to run task: first test")
         .run();
-    let lines: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("ok ")).collect();
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ok "))
+        .collect();
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     assert!(lines[0].contains("tasks.shell") && lines[0].ends_with("first test"));
     assert!(lines[1].ends_with("second"));
@@ -44,14 +48,31 @@ fn the_report_has_every_section() {
         .run();
     let report = out.read("report.yaml");
     for key in [
-        "report:", "playbook:", "inputs:", "nodes:", "tasks:", "metrics:", "logs:",
-        "playbook_error: null", "success: true", "version: 1", "task_count: 2",
-        "static:", "who: me", "set: tasks", "ran: true", "msg: Command completed successfully",
+        "report:",
+        "playbook:",
+        "inputs:",
+        "nodes:",
+        "tasks:",
+        "metrics:",
+        "logs:",
+        "playbook_error: null",
+        "success: true",
+        "version: 1",
+        "task_count: 2",
+        "static:",
+        "who: me",
+        "set: tasks",
+        "ran: true",
+        "msg: Command completed successfully",
     ] {
         assert!(report.contains(key), "report lacks {key:?}:\n{report}");
     }
     // Section order follows Choria's report.
-    let pos = |k: &str| report.find(&format!("\n{k}:")).or(report.starts_with(&format!("{k}:")).then_some(0));
+    let pos = |k: &str| {
+        report
+            .find(&format!("\n{k}:"))
+            .or(report.starts_with(&format!("{k}:")).then_some(0))
+    };
     assert!(pos("report") < pos("playbook") && pos("tasks") < pos("metrics"));
 }
 
@@ -127,7 +148,10 @@ fn template_errors_at_run_time_abort_without_later_hooks() {
         .stderr_lacks("on-fail-ran")
         .stderr_lacks("post-book-ran")
         .run();
-    assert!(out.read("r.yaml").contains("playbook_error: 'Playbook test failed: InputError"));
+    assert!(
+        out.read("r.yaml")
+            .contains("playbook_error: 'Playbook test failed: InputError")
+    );
 }
 
 #[test]
@@ -168,4 +192,19 @@ fn help_lists_the_input_flags() {
 #[test]
 fn no_arguments_prints_usage_and_fails() {
     Test::new().status(1).stderr_has("Usage: playbook").run();
+}
+
+#[test]
+fn shell_tasks_use_cwd_environment_and_timeout() {
+    let started = std::time::Instant::now();
+    Test::new()
+        .file("sub/marker", "")
+        .playbook("tasks:\n  - shell:\n      command: ls; echo HELLO=$HELLO\n      cwd: sub\n      environment:\n        HELLO: world\n  - shell:\n      command: sleep 5\n      timeout: 0.5\n")
+        .args(&["run", "pb.yaml"])
+        .status(1)
+        .stderr_has("marker")
+        .stderr_has("HELLO=world")
+        .stderr_has("Command timed out after 0.5s")
+        .run();
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }

@@ -45,10 +45,9 @@ impl Server {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let listener = bind().await;
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
                 let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                     let recorder = Arc::clone(&recorder);
                     async move {
@@ -85,4 +84,24 @@ impl Server {
     pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().expect("lock").clone()
     }
+}
+
+/// Binds 127.0.0.1:0, falling back to ports below the usual ephemeral range when a busy machine
+/// has run out of ephemeral ports.
+async fn bind() -> tokio::net::TcpListener {
+    if let Ok(l) = tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        return l;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    for attempt in 0..200u32 {
+        let port = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 12_000) as u16;
+        if let Ok(l) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            return l;
+        }
+    }
+    panic!("could not bind a local port for the test server");
 }

@@ -19,9 +19,15 @@ fn webhook_post_sends_json_and_headers() {
     assert_eq!(r.method, "POST");
     assert_eq!(r.uri, "/hook");
     assert_eq!(r.header("x-token"), Some("ho ho"));
-    assert_eq!(r.header("user-agent"), Some("Choria Playbooks http://choria.io"));
+    assert_eq!(
+        r.header("user-agent"),
+        Some("Choria Playbooks http://choria.io")
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert!(r.header("x-choria-request-id").is_some_and(|id| id.len() == 36));
+    assert!(
+        r.header("x-choria-request-id")
+            .is_some_and(|id| id.len() == 36)
+    );
     assert_eq!(
         r.json(),
         serde_json::json!({"message": "deployed 1.0.0", "nodes": ["w1", "w2"]})
@@ -33,7 +39,7 @@ fn webhook_get_puts_data_in_the_query() {
     let server = Server::start(201, "created");
     Test::new()
         .playbook(&format!(
-            "tasks:\n  - webhook:\n      uri: {}/get\n      method: get\n      data:\n        a: one two\n",
+            "tasks:\n  - webhook:\n      uri: {}/get\n      method: get\n      headers:\n        user-agent: custom\n      data:\n        a: one two\n",
             server.url
         ))
         .args(&["run", "pb.yaml"])
@@ -41,13 +47,22 @@ fn webhook_get_puts_data_in_the_query() {
     let r = &server.requests()[0];
     assert_eq!(r.method, "GET");
     assert_eq!(r.uri, "/get?a=one+two");
+    assert_eq!(r.header("content-type"), None);
+    assert_eq!(r.header("user-agent"), Some("custom"));
+    assert_eq!(
+        r.headers.iter().filter(|(k, _)| k == "user-agent").count(),
+        1
+    );
 }
 
 #[test]
 fn webhook_errors_fail_the_task() {
     let server = Server::start(500, "boom");
     Test::new()
-        .playbook(&format!("tasks:\n  - webhook:\n      uri: {}/x\n", server.url))
+        .playbook(&format!(
+            "tasks:\n  - webhook:\n      uri: {}/x\n",
+            server.url
+        ))
         .args(&["run", "pb.yaml"])
         .status(1)
         .stderr_has("HTTP 500")
@@ -71,7 +86,10 @@ fn slack_posts_json_with_a_bearer_token() {
     assert_eq!(body["channel"], "#ops");
     assert_eq!(body["username"], "Choria");
     let attachment = &body["attachments"][0];
-    assert_eq!(attachment["text"], "task the deploy failed: Command failed with code 1");
+    assert_eq!(
+        attachment["text"],
+        "task the deploy failed: Command failed with code 1"
+    );
     assert_eq!(attachment["color"], "danger");
     assert_eq!(attachment["pretext"], "Task: notify");
     assert_eq!(attachment["fields"][1]["value"], "test");

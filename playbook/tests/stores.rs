@@ -11,7 +11,11 @@ fn saved_inputs_and_dynamic_reads_use_a_yaml_file_store() {
         .args(&["run", "pb.yaml", "--port", "4300"])
         .stderr_has("port=4300")
         .run();
-    assert!(out.read("store.yaml").contains("port: 4300"), "{}", out.read("store.yaml"));
+    assert!(
+        out.read("store.yaml").contains("port: 4300"),
+        "{}",
+        out.read("store.yaml")
+    );
     // Without the flag the input is dynamic and read from the file.
     let pb_text = std::fs::read_to_string(dir.join("pb.yaml")).expect("pb");
     Test::new()

@@ -8,6 +8,8 @@ pub(crate) struct Output {
     pub(crate) stdout: String,
     pub(crate) stderr: String,
     pub(crate) dir: PathBuf,
+    /// Keeps the directory alive until the output is dropped.
+    _tempdir: tempfile::TempDir,
 }
 
 impl Output {
@@ -120,8 +122,15 @@ impl Test {
         let output = Command::new(env!("CARGO_BIN_EXE_playbook"))
             .args(&self.args)
             .current_dir(self.dir.path())
+            .env_remove("PLAYBOOK_TRACE")
+            .env_remove("PLAYBOOK_SLACK_API")
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("RUST_LOG")
             .output()
             .expect("run playbook");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -130,26 +139,40 @@ impl Test {
             "args: {:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
             self.args
         );
-        assert_eq!(output.status.code(), Some(self.status), "exit status\n{context}");
+        assert_eq!(
+            output.status.code(),
+            Some(self.status),
+            "exit status\n{context}"
+        );
         for s in &self.stdout {
-            assert!(stdout.contains(s.as_str()), "stdout should contain {s:?}\n{context}");
+            assert!(
+                stdout.contains(s.as_str()),
+                "stdout should contain {s:?}\n{context}"
+            );
         }
         for s in &self.stderr {
-            assert!(stderr.contains(s.as_str()), "stderr should contain {s:?}\n{context}");
+            assert!(
+                stderr.contains(s.as_str()),
+                "stderr should contain {s:?}\n{context}"
+            );
         }
         for s in &self.not_stdout {
-            assert!(!stdout.contains(s.as_str()), "stdout should not contain {s:?}\n{context}");
+            assert!(
+                !stdout.contains(s.as_str()),
+                "stdout should not contain {s:?}\n{context}"
+            );
         }
         for s in &self.not_stderr {
-            assert!(!stderr.contains(s.as_str()), "stderr should not contain {s:?}\n{context}");
+            assert!(
+                !stderr.contains(s.as_str()),
+                "stderr should not contain {s:?}\n{context}"
+            );
         }
-        let dir = self.dir.path().to_path_buf();
-        // Keep the directory alive until the output is dropped.
-        std::mem::forget(self.dir);
         Output {
             stdout,
             stderr,
-            dir,
+            dir: self.dir.path().to_path_buf(),
+            _tempdir: self.dir,
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::test::Test;
 #[test]
 fn every_problem_is_listed_with_its_position_and_a_suggestion() {
     let out = Test::new()
-        .playbook("inputs:\n  cluster:\n    description: c\n    type: Strng\n    validaton: ':shellsafe'\nnodes:\n  web:\n    type: lst\ntaks: []\ntasks:\n  - shel:\n      command: x\n  - shell:\n      comand: echo {{{ inputs.clustr }}} {{{ nodes.webb }}}\n  - webhook:\n      uri: http://x\n      tries: many\nhooks:\n  on_failure: []\n")
+        .playbook("inputs:\n  cluster:\n    description: c\n    type: Strng\n    validaton: ':shellsafe'\nnodes:\n  web:\n    type: lst\ntaks: []\ntasks:\n  - shel:\n      command: x\n  - shell:\n      comand: echo {{{ inputs.clustr }}} {{{ nodes.webb }}}\n  - webhook:\n      uri: http://x\n      tries: many\nhooks:\n  on_failure: []\n  pre_book:\n    - data:\n        action: delete\n        key: mem/x\ndata_stores:\n  memory:\n    type: memory\n")
         .args(&["validate", "pb.yaml"])
         .status(1)
         .stdout_has("pb.yaml: invalid")
@@ -22,15 +22,23 @@ fn every_problem_is_listed_with_its_position_and_a_suggestion() {
         "Unknown node set webb (did you mean `web`?)",
         "tries of tasks webhook task should be an integer",
         "error: Unknown hook list on_failure (did you mean `on_fail`?)",
+        "pb.yaml:28:14: error: Unknown data store mem (did you mean `memory`?)",
     ] {
-        assert!(out.stderr.contains(expected), "missing {expected:?} in\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stderr
+        );
     }
 }
 
 #[test]
 fn yaml_syntax_errors_have_positions() {
     Test::new()
-        .file("bad.yaml", "name: x\ntasks:\n  - shell: {command: [unclosed\n")
+        .file(
+            "bad.yaml",
+            "name: x\ntasks:\n  - shell: {command: [unclosed\n",
+        )
         .args(&["validate", "bad.yaml"])
         .status(1)
         .stderr_has("bad.yaml:4:1: error: YAML syntax error")
@@ -39,7 +47,9 @@ fn yaml_syntax_errors_have_positions() {
         .file("bad.yaml", "name: x\n\tversion: 1\n")
         .args(&["run", "bad.yaml"])
         .status(1)
-        .stderr_has("bad.yaml:2:")
+        .stderr_has(
+            "bad.yaml:1:7: error: YAML syntax error: while scanning a plain scalar, found a tab",
+        )
         .stderr_has("is not valid")
         .run();
 }
@@ -50,7 +60,9 @@ fn wrong_types_are_errors() {
         .playbook("tasks:\n  - shell:\n      command: [not, a, string]\n      environment: nope\n")
         .args(&["validate", "pb.yaml"])
         .status(1)
-        .stderr_has("pb.yaml:8:16: error: tasks shell task property command should be a string, got array")
+        .stderr_has(
+            "pb.yaml:8:16: error: tasks shell task property command should be a string, got array",
+        )
         .stderr_has("property environment should be a hash, got string")
         .run();
 }
@@ -89,5 +101,16 @@ fn show_describes_the_playbook() {
         .stdout_has("web (list)")
         .stdout_has("1. shell          Deploy [tries 3 every 10s]")
         .stdout_has("Hook on_fail:")
+        .run();
+}
+
+#[test]
+fn inputs_that_would_clash_as_flags_are_refused() {
+    Test::new()
+        .playbook("inputs:\n  cluster:\n    description: a\n    type: String\n  Cluster:\n    description: b\n    type: String\n  report:\n    description: c\n    type: String\ntasks: []\n")
+        .args(&["run", "pb.yaml", "--help"])
+        .status(1)
+        .stderr_has("pb.yaml:10:3: error: Input Cluster would give a second --cluster flag")
+        .stderr_has("pb.yaml:13:3: error: Input report clashes with the built-in --report flag")
         .run();
 }

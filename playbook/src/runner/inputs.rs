@@ -107,12 +107,16 @@ impl Run<'_> {
             return Err(RunError::Template(format!("Unknown input {name}")));
         };
         if !self.is_dynamic(input) {
+            // An absent Boolean flag means false (a deliberate change from Choria).
+            let absent_flag =
+                (input.ty == Some(crate::spec::InputType::Boolean)).then_some(Value::Bool(false));
             return self
                 .opts
                 .values
                 .get(name)
                 .cloned()
                 .or_else(|| input.default.clone())
+                .or(absent_flag)
                 .ok_or_else(|| {
                     RunError::Input(format!("Input {name} has no value, data source or default"))
                 });

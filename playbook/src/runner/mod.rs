@@ -10,7 +10,7 @@ mod inputs;
 mod tasks;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -19,7 +19,7 @@ use crate::console::Console;
 use crate::log::{Level, RunLog};
 use crate::nodes::NodeSetError;
 use crate::report::{InputsInfo, Metrics, PlaybookInfo, Report, ReportHeader, TaskRecord};
-use crate::spec::{HookList, Playbook};
+use crate::spec::{HookList, InputType, Playbook};
 use crate::store::{EnvOverlay, Lock, StoreError, Stores};
 use crate::task::{HttpClients, TaskError};
 use crate::template::{Expr, Renderer, TemplateError};
@@ -264,7 +264,7 @@ impl Run<'_> {
                 format!("Prepared {} data store {}", spec.kind, spec.name),
             );
             self.stores
-                .insert(&spec.name, store, Duration::from_secs_f64(timeout));
+                .insert(&spec.name, store, crate::seconds(timeout));
         }
         Ok(())
     }
@@ -430,7 +430,17 @@ impl Run<'_> {
                 .get(&input.name)
                 .cloned()
                 .or_else(|| input.default.clone())
-                .unwrap_or(Value::Null);
+                .unwrap_or(match input.ty {
+                    Some(InputType::Boolean) => Value::Bool(false),
+                    Some(
+                        InputType::String
+                        | InputType::Integer
+                        | InputType::Float
+                        | InputType::Numeric
+                        | InputType::Array,
+                    )
+                    | None => Value::Null,
+                });
             let value = if input.sensitive && !value.is_null() {
                 Value::from(crate::log::MASK)
             } else {

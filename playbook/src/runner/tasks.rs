@@ -1,7 +1,7 @@
 //! Running task lists: attempts, retries, `fail_ok`, `pre_task`/`post_task` hooks and
 //! `previous_task` bookkeeping.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -24,7 +24,7 @@ impl Run<'_> {
             format!("About to run task set {name} with {} task(s)", tasks.len()),
         );
         for spec in tasks {
-            if !self.run_single(spec, name).await? {
+            if !self.run_single(spec, name, None).await? {
                 self.log.info(
                     name,
                     format!(
@@ -76,6 +76,8 @@ impl Run<'_> {
     }
 
     async fn run_main_task(&mut self, spec: &TaskSpec) -> Result<bool, RunError> {
+        // As in Choria, the description is templated before the pre_task hooks run.
+        let description = self.description(spec, "tasks").await?;
         if !self.run_hooks(HookList::PreTask).await? {
             self.log.error(
                 "tasks",
@@ -83,7 +85,7 @@ impl Run<'_> {
             );
             return Ok(false);
         }
-        let mut success = self.run_single(spec, "tasks").await?;
+        let mut success = self.run_single(spec, "tasks", Some(description)).await?;
         if !self.run_hooks(HookList::PostTask).await? {
             self.log.error(
                 "tasks",
@@ -94,15 +96,30 @@ impl Run<'_> {
         Ok(success)
     }
 
-    /// Runs one task with its retries. Returns whether it (finally) succeeded.
-    async fn run_single(&mut self, spec: &TaskSpec, list: &str) -> Result<bool, RunError> {
+    async fn description(&self, spec: &TaskSpec, list: &str) -> Result<String, RunError> {
         let from = format!("{list}.{}", spec.kind);
-        let description = match self
-            .expand(&Value::String(spec.raw_description()), &from)
-            .await?
-        {
-            Value::String(s) => s,
-            other => crate::template::stringify(&other),
+        Ok(
+            match self
+                .expand(&Value::String(spec.raw_description()), &from)
+                .await?
+            {
+                Value::String(s) => s,
+                other => crate::template::stringify(&other),
+            },
+        )
+    }
+
+    /// Runs one task with its retries. Returns whether it (finally) succeeded.
+    async fn run_single(
+        &mut self,
+        spec: &TaskSpec,
+        list: &str,
+        description: Option<String>,
+    ) -> Result<bool, RunError> {
+        let from = format!("{list}.{}", spec.kind);
+        let description = match description {
+            Some(d) => d,
+            None => self.description(spec, list).await?,
         };
         self.log
             .info(&from, format!("About to run task: {description}"));
@@ -112,7 +129,7 @@ impl Run<'_> {
                 .task_started(self.progress.0, self.progress.1, &description);
         }
         if spec.pre_sleep > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(spec.pre_sleep)).await;
+            tokio::time::sleep(crate::seconds(spec.pre_sleep)).await;
         }
         let task_started = Instant::now();
         let mut outcome = TaskOutcome::failed("Task did not run", Vec::new());
@@ -163,7 +180,7 @@ impl Run<'_> {
                         spec.tries, spec.try_sleep, outcome.msg
                     ),
                 );
-                tokio::time::sleep(Duration::from_secs_f64(spec.try_sleep)).await;
+                tokio::time::sleep(crate::seconds(spec.try_sleep)).await;
             }
         }
         let level_msg = format!(

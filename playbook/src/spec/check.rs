@@ -31,6 +31,14 @@ pub enum Mode {
     Fragment,
 }
 
+/// One comparator of a Puppet-style SemVer range, e.g. `~1.0.0`, `>= 1.2`, `1.x`.
+static VERSION_RANGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?:(?:~>|~|\^|>=|<=|>|<|=)?\s*v?\d+(?:\.(?:\d+|x|X|\*)){0,2}(?:-[0-9A-Za-z.-]+)?\s*(?:\|\||-\s|\s|$)\s*)+$",
+    )
+    .expect("static regex is valid")
+});
+
 static CALLERID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\w+=[\w.-]+$").expect("static regex is valid"));
 
@@ -65,6 +73,7 @@ pub fn load(text: &str, path: &Path, mode: Mode) -> (Option<Playbook>, Diagnosti
         input_names: Vec::new(),
         node_names: Vec::new(),
         unavailable: Vec::new(),
+        store_names: None,
     };
     let playbook = checker.playbook(&root, path);
     let diags = checker.diags;
@@ -82,6 +91,8 @@ struct Checker {
     node_names: Vec<String>,
     /// Kinds already reported as unavailable (one warning per kind and file).
     unavailable: Vec<String>,
+    /// Declared data store names (playbook mode only).
+    store_names: Option<Vec<String>>,
 }
 
 fn empty_metadata() -> Metadata {
@@ -143,6 +154,7 @@ impl Checker {
             Mode::Playbook => Some(store_names.as_slice()),
             Mode::Fragment => None,
         };
+        self.store_names = known_stores.map(<[String]>::to_vec);
         let uses = self.uses(root);
         let inputs = self.inputs(root, known_stores);
         self.input_names = inputs.iter().map(|i| i.name.clone()).collect();
@@ -299,7 +311,17 @@ impl Checker {
         for (k, v) in node.as_map().unwrap_or(&[]) {
             match &v.kind {
                 Kind::Str { .. } | Kind::Int(_) | Kind::Float(_) => {
-                    out.push((k.key_text(), Value::String(v.key_text())));
+                    let range = v.key_text();
+                    if !range.contains("{{") && !VERSION_RANGE.is_match(&range) {
+                        self.diags.warning(
+                            v.mark,
+                            format!(
+                                "uses: cannot understand the version range {range} of agent {}",
+                                k.key_text()
+                            ),
+                        );
+                    }
+                    out.push((k.key_text(), Value::String(range)));
                 }
                 _ => self.diags.error(
                     v.mark,
@@ -314,11 +336,25 @@ impl Checker {
         let Some(node) = self.expect_kind(root, "inputs", true) else {
             return Vec::new();
         };
-        node.as_map()
+        let inputs: Vec<InputSpec> = node
+            .as_map()
             .unwrap_or(&[])
             .iter()
             .filter_map(|(k, v)| check_input(&mut self.diags, k, v, stores))
-            .collect()
+            .collect();
+        for (i, input) in inputs.iter().enumerate() {
+            let flag = input.name.to_ascii_lowercase();
+            if inputs[..i]
+                .iter()
+                .any(|other| other.name.to_ascii_lowercase() == flag)
+            {
+                self.diags.error(
+                    input.mark,
+                    format!("Input {} would give a second --{flag} flag", input.name),
+                );
+            }
+        }
+        inputs
     }
 
     fn stores(&mut self, root: &Node) -> Vec<StoreSpec> {
@@ -557,6 +593,14 @@ impl Checker {
             );
         }
         self.check_templates(body);
+        if kind == TaskKind::Data
+            && let Some(key) = body.get("key")
+            && let Some(path) = key.as_str()
+            && !path.contains("{{")
+        {
+            let stores = self.store_names.clone();
+            check_data_path(&mut self.diags, key, path, stores.as_deref());
+        }
         let mut props = object(body);
         let description = props.remove("description").map(|d| match d {
             Value::String(s) => s,
@@ -733,6 +777,24 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("needs the property command"), "{all}");
+    }
+
+    #[test]
+    fn version_ranges() {
+        for ok in [
+            "~1.0.0",
+            ">= 0.0.1",
+            "~ 1.0.0",
+            "1.x",
+            "^1.2.3",
+            ">=1.0 <2.0",
+            "1.0 || 2.x",
+        ] {
+            assert!(VERSION_RANGE.is_match(ok), "{ok}");
+        }
+        for bad in ["latest", "~one", ""] {
+            assert!(!VERSION_RANGE.is_match(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ impl ShellStore {
         let command = str_prop(props, "command")
             .map(PathBuf::from)
             .ok_or_else(|| StoreError::Config("A command is needed".to_string()))?;
+        // The store runs in its own cwd, so make a relative command absolute now.
+        let command = std::path::absolute(&command).unwrap_or(command);
         if !is_executable(&command) {
             return Err(StoreError::Config(format!(
                 "Command {} is not executable",
@@ -48,7 +50,7 @@ impl ShellStore {
         };
         Ok(Self {
             command,
-            timeout: Duration::from_secs_f64(timeout),
+            timeout: crate::seconds(timeout),
             cwd,
             environment,
             env,

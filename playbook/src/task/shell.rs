@@ -26,8 +26,8 @@ impl ShellTask {
         }
         let timeout = match props.get("timeout") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64().map(|f| Duration::from_secs_f64(f.abs())),
-            Some(Value::String(s)) => Some(Duration::from_secs_f64(
+            Some(Value::Number(n)) => n.as_f64().map(|f| crate::seconds(f.abs())),
+            Some(Value::String(s)) => Some(crate::seconds(
                 s.trim()
                     .parse::<f64>()
                     .map_err(|_| TaskError(format!("timeout should be a number, got {s}")))?

@@ -69,7 +69,20 @@ impl WebhookTask {
             Ok(c) => c,
             Err(e) => return TaskOutcome::failed(e.0, vec![]),
         };
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut headers: Vec<(String, String)> = vec![
+            ("User-Agent".into(), USER_AGENT.into()),
+            (
+                "X-Choria-Request-ID".into(),
+                uuid::Uuid::new_v4().to_string(),
+            ),
+        ];
+        if self.method == Method::Post {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        for (k, v) in &self.headers {
+            headers.retain(|(d, _)| !d.eq_ignore_ascii_case(k));
+            headers.push((k.clone(), v.clone()));
+        }
         let mut request = match self.method {
             Method::Get => {
                 let mut url = self.uri.clone();
@@ -83,13 +96,9 @@ impl WebhookTask {
             }
             Method::Post => client
                 .post(self.uri.clone())
-                .header("Content-Type", "application/json")
                 .body(Value::Object(self.data.clone()).to_string()),
         };
-        request = request
-            .header("User-Agent", USER_AGENT)
-            .header("X-Choria-Request-ID", &request_id);
-        for (k, v) in &self.headers {
+        for (k, v) in &headers {
             request = request.header(k.as_str(), v.as_str());
         }
         match request.send().await {

@@ -62,15 +62,17 @@ impl AgentId {
         };
         // The DDL files are compiled in and covered by a unit test, so parsing cannot fail at
         // run time; fall back to a minimal record all the same rather than panic.
-        let mut meta = ddl::parse(text).map(|d| d.metadata).unwrap_or(ddl::Metadata {
-            name: String::new(),
-            description: String::new(),
-            author: String::new(),
-            license: String::new(),
-            version: "0.0.0".to_owned(),
-            url: String::new(),
-            timeout: 10,
-        });
+        let mut meta = ddl::parse(text)
+            .map(|d| d.metadata)
+            .unwrap_or(ddl::Metadata {
+                name: String::new(),
+                description: String::new(),
+                author: String::new(),
+                license: String::new(),
+                version: "0.0.0".to_owned(),
+                url: String::new(),
+                timeout: 10,
+            });
         meta.name = self.name().into_owned();
         meta
     }
@@ -165,7 +167,11 @@ fn rpc(payload: &[u8], agent: AgentId, action: impl FnOnce(&RpcRequest) -> RpcRe
 fn unknown_action(request: &RpcRequest, agent: AgentId) -> RpcReply {
     RpcReply::error(
         StatusCode::UnknownAction,
-        format!("Unknown action {} for agent {}", request.action, agent.name()),
+        format!(
+            "Unknown action {} for agent {}",
+            request.action,
+            agent.name()
+        ),
     )
 }
 

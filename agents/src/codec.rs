@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{
-    self, Federation, Filter, Headers, Reply, ReplyEnvelope, Request, RequestEnvelope,
-    SecureReply, SecureRequest, Transport,
+    self, Federation, Filter, Headers, Reply, ReplyEnvelope, Request, RequestEnvelope, SecureReply,
+    SecureRequest, Transport,
 };
 
 /// Largest NATS body the decoder looks at; anything bigger is refused as oversized.

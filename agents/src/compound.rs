@@ -345,7 +345,11 @@ impl Parser<'_> {
             "false" => Ok(Val::Bool(false)),
             "identity" => Ok(Val::Str(self.node.identity().to_owned())),
             "agents" => Ok(Val::List(
-                self.node.agents().into_iter().map(|a| a.into_owned()).collect(),
+                self.node
+                    .agents()
+                    .into_iter()
+                    .map(|a| a.into_owned())
+                    .collect(),
             )),
             "classes" => Ok(Val::List(
                 self.node
@@ -359,7 +363,11 @@ impl Parser<'_> {
                 self.expect(&Tok::LParen)?;
                 let name = self.string_arg()?;
                 self.expect(&Tok::RParen)?;
-                Ok(self.node.fact(&name).map(Val::from_json).unwrap_or(Val::Null))
+                Ok(self
+                    .node
+                    .fact(&name)
+                    .map(Val::from_json)
+                    .unwrap_or(Val::Null))
             }
             "with" => {
                 self.expect(&Tok::LParen)?;
@@ -419,7 +427,7 @@ impl Parser<'_> {
 fn membership(list: &Val, item: &Val) -> Result<Val, Invalid> {
     let needle = item.text()?;
     match list {
-        Val::List(items) => Ok(Val::Bool(items.iter().any(|i| *i == needle))),
+        Val::List(items) => Ok(Val::Bool(items.contains(&needle))),
         Val::Str(s) => Ok(Val::Bool(s.contains(&needle))),
         Val::Null => Ok(Val::Bool(false)),
         Val::Bool(_) | Val::Num(_) => Err(Invalid::UnsupportedFilter),

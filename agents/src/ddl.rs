@@ -48,8 +48,18 @@ mod tests {
             .iter()
             .map(|a| a["action"].as_str().unwrap().to_owned())
             .collect();
-        for needed in ["ping", "inventory", "agent_inventory", "collective_info", "get_fact", "daemon_stats"] {
-            assert!(actions.iter().any(|a| a == needed), "rpcutil DDL lacks {needed}");
+        for needed in [
+            "ping",
+            "inventory",
+            "agent_inventory",
+            "collective_info",
+            "get_fact",
+            "daemon_stats",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == needed),
+                "rpcutil DDL lacks {needed}"
+            );
         }
         let emulated = parse(EMULATED).unwrap();
         assert_eq!(emulated.metadata.name, "emulated0");

@@ -12,6 +12,8 @@
 //! 5. [`subject`]: the NATS subjects everything is published on.
 
 pub mod agent;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod compound;
 pub mod ddl;
@@ -20,8 +22,6 @@ pub mod node;
 pub mod protocol;
 pub mod rpc;
 pub mod subject;
-#[cfg(feature = "client")]
-pub mod client;
 
 pub use agent::{AgentId, Daemon, DaemonStats, Limits};
 pub use codec::{InboundReply, InboundRequest, Invalid};

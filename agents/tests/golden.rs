@@ -41,14 +41,20 @@ fn rpc_request_documents_match_b_c_d() {
     let parts = rpc_request_parts(&filter, &reply_to);
     assert_eq!(codec::encode_request_json(&parts), fixture("b_request"));
     let transport = codec::encode_request(&parts);
-    assert_eq!(String::from_utf8(transport).unwrap(), fixture("d_transport_request"));
+    assert_eq!(
+        String::from_utf8(transport).unwrap(),
+        fixture("d_transport_request")
+    );
 }
 
 #[test]
 fn secure_request_c_is_inside_d() {
     let d: serde_json::Value = serde_json::from_str(&fixture("d_transport_request")).unwrap();
     let inner = codec::decode_base64(d["data"].as_str().unwrap()).unwrap();
-    assert_eq!(String::from_utf8(inner).unwrap(), fixture("c_secure_request"));
+    assert_eq!(
+        String::from_utf8(inner).unwrap(),
+        fixture("c_secure_request")
+    );
 }
 
 #[test]
@@ -84,19 +90,29 @@ fn rpc_reply_documents_match_e_f_g_h() {
         federation: None,
         seen_by: None,
     });
-    assert_eq!(String::from_utf8(reply.clone()).unwrap(), fixture("h_transport_reply"));
+    assert_eq!(
+        String::from_utf8(reply.clone()).unwrap(),
+        fixture("h_transport_reply")
+    );
     let h: serde_json::Value = serde_json::from_slice(&reply).unwrap();
     let secure = codec::decode_base64(h["data"].as_str().unwrap()).unwrap();
-    assert_eq!(String::from_utf8(secure).unwrap(), fixture("g_secure_reply"));
+    assert_eq!(
+        String::from_utf8(secure).unwrap(),
+        fixture("g_secure_reply")
+    );
     let g: serde_json::Value = serde_json::from_str(&fixture("g_secure_reply")).unwrap();
     assert_eq!(g["message"].as_str().unwrap(), fixture("f_reply"));
     assert_eq!(g["hash"], "jQ06d9XbI90u8TyHCbPORxsTZrukhVqgjN0RaNHjW9A=");
-    assert_eq!(codec::reply_hash(&fixture("f_reply")), "jQ06d9XbI90u8TyHCbPORxsTZrukhVqgjN0RaNHjW9A=");
+    assert_eq!(
+        codec::reply_hash(&fixture("f_reply")),
+        "jQ06d9XbI90u8TyHCbPORxsTZrukhVqgjN0RaNHjW9A="
+    );
 }
 
 #[test]
 fn the_emulated_agent_produces_body_e() {
-    let reply = agents::rpc::RpcReply::ok(serde_json::json!({"message": agents::agent::digits(10)}));
+    let reply =
+        agents::rpc::RpcReply::ok(serde_json::json!({"message": agents::agent::digits(10)}));
     assert_eq!(reply.to_text(), fixture("e_reply_body"));
     let _ = AgentId::Emulated(0);
 }
@@ -108,8 +124,7 @@ fn decoding_h_checks_the_hash() {
     assert_eq!(reply.requestid, REQUEST_ID);
     assert_eq!(reply.body, fixture("e_reply_body"));
 
-    let mut tampered: serde_json::Value =
-        serde_json::from_str(&fixture("g_secure_reply")).unwrap();
+    let mut tampered: serde_json::Value = serde_json::from_str(&fixture("g_secure_reply")).unwrap();
     tampered["message"] = serde_json::Value::String(fixture("f_reply").replace("0123", "9999"));
     let transport = serde_json::json!({
         "protocol": "choria:transport:1",
@@ -137,7 +152,10 @@ fn discovery_documents_match_i_j() {
         message: "cGluZw==",
         ..rpc_request_parts(&filter, &reply_to)
     };
-    assert_eq!(codec::encode_request_json(&parts), fixture("i_discovery_request"));
+    assert_eq!(
+        codec::encode_request_json(&parts),
+        fixture("i_discovery_request")
+    );
     let decoded = codec::decode_request(&codec::encode_request(&parts), None, 1 << 20).unwrap();
     assert_eq!(decoded.payload, b"ping");
 
@@ -154,8 +172,14 @@ fn discovery_documents_match_i_j() {
     let secure: serde_json::Value =
         serde_json::from_slice(&codec::decode_base64(h["data"].as_str().unwrap()).unwrap())
             .unwrap();
-    assert_eq!(secure["message"].as_str().unwrap(), fixture("j_discovery_reply"));
-    assert_eq!(secure["hash"], "7RdBcMj8lM3oS7W8dUgw1hdMXDypVzpQw6TnQ3Rfs9o=");
+    assert_eq!(
+        secure["message"].as_str().unwrap(),
+        fixture("j_discovery_reply")
+    );
+    assert_eq!(
+        secure["hash"],
+        "7RdBcMj8lM3oS7W8dUgw1hdMXDypVzpQw6TnQ3Rfs9o="
+    );
 }
 
 #[test]
@@ -191,7 +215,10 @@ fn federation_headers_are_read_and_copied_to_the_reply() {
         });
         let h: serde_json::Value = serde_json::from_slice(&reply).unwrap();
         assert_eq!(h["headers"]["federation"]["req"], REQUEST_ID);
-        assert_eq!(h["headers"]["federation"]["target"][0], "mcollective.node.emu1-0");
+        assert_eq!(
+            h["headers"]["federation"]["target"][0],
+            "mcollective.node.emu1-0"
+        );
         assert_eq!(h["headers"]["mc_sender"], "emu1-0");
     }
 }
@@ -208,14 +235,17 @@ fn ruby_dialect_requests_decode() {
     };
     let mut transport: serde_json::Value =
         serde_json::from_slice(&codec::encode_request(&parts)).unwrap();
-    transport["headers"].as_object_mut().unwrap().remove("reply-to");
+    transport["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("reply-to");
     let body = transport.to_string();
     assert_eq!(
         codec::decode_request(body.as_bytes(), None, 1 << 20).unwrap_err(),
         agents::Invalid::NoReplyTo
     );
-    let req = codec::decode_request(body.as_bytes(), Some("mcollective.reply.x.1.2"), 1 << 20)
-        .unwrap();
+    let req =
+        codec::decode_request(body.as_bytes(), Some("mcollective.reply.x.1.2"), 1 << 20).unwrap();
     assert_eq!(req.reply_to, "mcollective.reply.x.1.2");
     assert_eq!(req.payload, b"\"ping\"");
 }

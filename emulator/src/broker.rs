@@ -72,11 +72,8 @@ impl LocalNatsServer {
     /// Starts nats-server on 127.0.0.1 and waits until it reports its ports.
     pub fn start(options: &LocalNatsOptions) -> Result<LocalNatsServer, BrokerError> {
         let binary = nats_server_binary()?;
-        let dir = std::env::temp_dir().join(format!(
-            "emulator-nats-{}-{}",
-            std::process::id(),
-            unique()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("emulator-nats-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(BrokerError::Dir)?;
         let log = dir.join("nats-server.log");
         let port = options

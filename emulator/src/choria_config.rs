@@ -9,11 +9,23 @@ use std::path::{Path, PathBuf};
 
 /// Keys the emulator reads, with what they set.
 pub const HONOURED_KEYS: [(&str, &str); 7] = [
-    ("plugin.choria.middleware_hosts", "NATS servers, comma separated host:port (like --server)"),
+    (
+        "plugin.choria.middleware_hosts",
+        "NATS servers, comma separated host:port (like --server)",
+    ),
     ("loglevel", "log level (like --loglevel)"),
-    ("plugin.security.file.ca", "CA certificate for TLS (like --tls-ca)"),
-    ("plugin.security.file.certificate", "client certificate for TLS (like --tls-cert)"),
-    ("plugin.security.file.key", "client key for TLS (like --tls-key)"),
+    (
+        "plugin.security.file.ca",
+        "CA certificate for TLS (like --tls-ca)",
+    ),
+    (
+        "plugin.security.file.certificate",
+        "client certificate for TLS (like --tls-cert)",
+    ),
+    (
+        "plugin.security.file.key",
+        "client key for TLS (like --tls-key)",
+    ),
     ("plugin.nats.user", "NATS user name"),
     ("plugin.nats.pass", "NATS password"),
 ];
@@ -108,7 +120,10 @@ mod tests {
     fn parses_choria_style_files() {
         let text = "# comment\nplugin.choria.middleware_hosts = nats1:4222, nats2:4222\n\nloglevel=debug\nidentity = x\n";
         let cfg = ChoriaConfig::parse(text, Path::new("c.cfg")).unwrap();
-        assert_eq!(cfg.list("plugin.choria.middleware_hosts"), vec!["nats1:4222", "nats2:4222"]);
+        assert_eq!(
+            cfg.list("plugin.choria.middleware_hosts"),
+            vec!["nats1:4222", "nats2:4222"]
+        );
         assert_eq!(cfg.get("loglevel"), Some("debug"));
         assert_eq!(cfg.get("missing"), None);
     }
@@ -116,6 +131,9 @@ mod tests {
     #[test]
     fn reports_the_bad_line() {
         let err = ChoriaConfig::parse("a = 1\nnonsense\n", Path::new("c.cfg")).unwrap_err();
-        assert_eq!(err.to_string(), "c.cfg:2: expected `key = value`, found \"nonsense\"");
+        assert_eq!(
+            err.to_string(),
+            "c.cfg:2: expected `key = value`, found \"nonsense\""
+        );
     }
 }

@@ -181,7 +181,9 @@ fn hostname() -> Result<String, ConfigError> {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| ConfigError::Hostname("no /proc/sys/kernel/hostname and no $HOSTNAME".into()))
+        .ok_or_else(|| {
+            ConfigError::Hostname("no /proc/sys/kernel/hostname and no $HOSTNAME".into())
+        })
 }
 
 /// Accepts `host:port`, `nats://host:port` and `tls://host:port`.
@@ -251,10 +253,20 @@ mod tests {
     #[test]
     fn collectives_and_servers() {
         let c = Config::from_args(&args(&[
-            "-i", "1", "--collectives", "3", "--server", "a:4222", "--server", "nats://b:4223",
+            "-i",
+            "1",
+            "--collectives",
+            "3",
+            "--server",
+            "a:4222",
+            "--server",
+            "nats://b:4223",
         ]))
         .unwrap();
-        assert_eq!(c.collectives, vec!["mcollective", "collective1", "collective2"]);
+        assert_eq!(
+            c.collectives,
+            vec!["mcollective", "collective1", "collective2"]
+        );
         assert_eq!(c.servers, vec!["nats://a:4222", "nats://b:4223"]);
     }
 
@@ -280,6 +292,9 @@ mod tests {
     fn bind_ranges() {
         assert_eq!(parse_bind("127.0.0.2-4").unwrap().len(), 3);
         assert_eq!(parse_bind("127.0.0.2-127.0.1.1").unwrap().len(), 256);
-        assert_eq!(parse_bind("127.0.0.5").unwrap(), vec!["127.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            parse_bind("127.0.0.5").unwrap(),
+            vec!["127.0.0.5".parse::<IpAddr>().unwrap()]
+        );
     }
 }

@@ -45,11 +45,13 @@ impl FactsTemplate {
         let extra = match facts_file {
             None => Map::new(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| (path.to_owned(), e.to_string()))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| (path.to_owned(), e.to_string()))?;
                 match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(map)) => map,
-                    Ok(_) => return Err((path.to_owned(), "the file must hold a JSON object".into())),
+                    Ok(_) => {
+                        return Err((path.to_owned(), "the file must hold a JSON object".into()));
+                    }
                     Err(e) => return Err((path.to_owned(), e.to_string())),
                 }
             }
@@ -73,7 +75,14 @@ impl FactsTemplate {
         })
     }
 
-    const BUILTIN: [&'static str; 6] = ["identity", "emulator_name", "index", "shard", "role", "kernel"];
+    const BUILTIN: [&'static str; 6] = [
+        "identity",
+        "emulator_name",
+        "index",
+        "shard",
+        "role",
+        "kernel",
+    ];
 
     /// One fact of `s`.
     pub fn fact(&self, name: &str, s: Subject<'_>) -> Option<Value> {
@@ -135,9 +144,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("facts-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("facts.json");
-        std::fs::write(&file, r#"{"country": "uk", "rack": "r{shard}", "nested": {"who": "{identity}"}}"#).unwrap();
-        let t = FactsTemplate::new(Some(&file), vec!["shard_{shard}".into(), "web".into()], 4).unwrap();
-        let s = Subject { index: 6, identity: "emu-6", name: "emu" };
+        std::fs::write(
+            &file,
+            r#"{"country": "uk", "rack": "r{shard}", "nested": {"who": "{identity}"}}"#,
+        )
+        .unwrap();
+        let t =
+            FactsTemplate::new(Some(&file), vec!["shard_{shard}".into(), "web".into()], 4).unwrap();
+        let s = Subject {
+            index: 6,
+            identity: "emu-6",
+            name: "emu",
+        };
         assert_eq!(t.fact("country", s), Some(json!("uk")));
         assert_eq!(t.fact("rack", s), Some(json!("r2")));
         assert_eq!(t.fact("shard", s), Some(json!(2)));

@@ -187,13 +187,7 @@ impl Instance {
         };
         self.stats.validated += 1;
         stats.requests_valid.inc();
-        if !self
-            .shared
-            .config
-            .collectives
-            .iter()
-            .any(|c| *c == request.collective)
-        {
+        if !self.shared.config.collectives.contains(&request.collective) {
             return self.refuse(Invalid::UnknownCollective, &msg.subject);
         }
         let Some(agent_id) = AgentId::parse(&request.agent, self.shared.config.agents) else {
@@ -220,20 +214,19 @@ impl Instance {
         if let Some(c) = counters {
             c.requests.inc();
         }
-        let Some(body) = agent::handle(
-            agent_id,
-            &request.payload,
-            &*self,
-            now,
-            self.shared.limits,
-        ) else {
+        let Some(body) = agent::handle(agent_id, &request.payload, &*self, now, self.shared.limits)
+        else {
             return;
         };
         let seen_by = request.seen_by.as_ref().map(|hops| {
             let server = client.server_info();
             let url = format!("nats://{}:{}", server.host, server.port);
             let mut hops = hops.clone();
-            hops.push([Cow::Owned(url.clone()), Cow::Owned(self.identity.clone()), Cow::Owned(url)]);
+            hops.push([
+                Cow::Owned(url.clone()),
+                Cow::Owned(self.identity.clone()),
+                Cow::Owned(url),
+            ]);
             hops
         });
         let reply = codec::encode_reply(&ReplyParts {

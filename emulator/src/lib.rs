@@ -93,9 +93,10 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     )?;
     let mut broker = None;
     let servers = if config.servers.is_empty() {
-        let server = tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
-            .await
-            .map_err(|e| BrokerError::Spawn(std::io::Error::other(e)))??;
+        let server =
+            tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
+                .await
+                .map_err(|e| BrokerError::Spawn(std::io::Error::other(e)))??;
         tracing::info!(
             url = %server.client_url(),
             monitor = %server.monitor_url(),
@@ -107,10 +108,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     } else {
         config.servers.clone()
     };
-    let listener = http::bind(config.http).await.map_err(|source| Error::Http {
-        addr: config.http,
-        source,
-    })?;
+    let listener = http::bind(config.http)
+        .await
+        .map_err(|source| Error::Http {
+            addr: config.http,
+            source,
+        })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Http {
         addr: config.http,
         source,
@@ -183,7 +186,9 @@ impl Running {
         self.http_cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.http_task).await;
         if let Some(mut broker) = self.broker.take() {
-            tokio::task::spawn_blocking(move || broker.stop()).await.ok();
+            tokio::task::spawn_blocking(move || broker.stop())
+                .await
+                .ok();
         }
         tracing::info!(
             drained_cleanly = report.drained_cleanly,

@@ -61,8 +61,11 @@ pub fn raise_nofile() -> u64 {
 
 /// The size of the kernel's ephemeral port range.
 pub fn ephemeral_ports() -> u64 {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let mut parts = text.split_whitespace().filter_map(|p| p.parse::<u64>().ok());
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut parts = text
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u64>().ok());
     match (parts.next(), parts.next()) {
         (Some(lo), Some(hi)) if hi >= lo => hi - lo + 1,
         _ => 28_232,
@@ -148,7 +151,10 @@ mod tests {
     fn fit_checks_files_and_ports() {
         assert!(check_fit(19_000, 20_000, 1, 1, 28_232).is_ok());
         let err = check_fit(19_990, 20_000, 1, 1, 28_232).unwrap_err();
-        assert!(err.to_string().contains("lower --instances to 19936"), "{err}");
+        assert!(
+            err.to_string().contains("lower --instances to 19936"),
+            "{err}"
+        );
         let err = check_fit(50_000, 100_000, 1, 1, 28_232).unwrap_err();
         assert!(matches!(err, FitError::Ports { .. }), "{err}");
         assert!(check_fit(50_000, 100_000, 2, 1, 28_232).is_ok());

@@ -19,7 +19,10 @@ pub async fn signals() {
         _ = term.recv() => "SIGTERM",
         _ = hup.recv() => "SIGHUP",
     };
-    tracing::info!(signal = name, "shutting down; send another signal to exit at once");
+    tracing::info!(
+        signal = name,
+        "shutting down; send another signal to exit at once"
+    );
     tokio::spawn(async move {
         let name = tokio::select! {
             _ = int.recv() => "SIGINT",

@@ -187,43 +187,134 @@ impl Stats {
             }
         };
         let plain = |v: u64| vec![(String::new(), v)];
-        metric("instances_configured", "gauge", "Instances this process runs.", &plain(self.instances_configured));
-        metric("instances_connected", "gauge", "Instances currently connected to NATS.", &plain(self.instances_connected.get().max(0) as u64));
-        metric("connect_failures_total", "counter", "Failed initial connection attempts.", &plain(self.connect_failures.get()));
-        metric("disconnects_total", "counter", "Connections lost.", &plain(self.disconnects.get()));
-        metric("reconnects_total", "counter", "Connections re-established.", &plain(self.reconnects.get()));
-        metric("slow_consumers_total", "counter", "Slow consumer events reported by the NATS client.", &plain(self.slow_consumers.get()));
-        metric("messages_received_total", "counter", "NATS messages received by all instances.", &plain(self.messages_received.get()));
+        metric(
+            "instances_configured",
+            "gauge",
+            "Instances this process runs.",
+            &plain(self.instances_configured),
+        );
+        metric(
+            "instances_connected",
+            "gauge",
+            "Instances currently connected to NATS.",
+            &plain(self.instances_connected.get().max(0) as u64),
+        );
+        metric(
+            "connect_failures_total",
+            "counter",
+            "Failed initial connection attempts.",
+            &plain(self.connect_failures.get()),
+        );
+        metric(
+            "disconnects_total",
+            "counter",
+            "Connections lost.",
+            &plain(self.disconnects.get()),
+        );
+        metric(
+            "reconnects_total",
+            "counter",
+            "Connections re-established.",
+            &plain(self.reconnects.get()),
+        );
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Slow consumer events reported by the NATS client.",
+            &plain(self.slow_consumers.get()),
+        );
+        metric(
+            "messages_received_total",
+            "counter",
+            "NATS messages received by all instances.",
+            &plain(self.messages_received.get()),
+        );
         let results = vec![
             ("{result=\"valid\"}".to_owned(), self.requests_valid.get()),
             ("{result=\"invalid\"}".to_owned(), self.invalid_total()),
-            ("{result=\"expired\"}".to_owned(), self.requests_expired.get()),
-            ("{result=\"filtered\"}".to_owned(), self.requests_filtered.get()),
+            (
+                "{result=\"expired\"}".to_owned(),
+                self.requests_expired.get(),
+            ),
+            (
+                "{result=\"filtered\"}".to_owned(),
+                self.requests_filtered.get(),
+            ),
             ("{result=\"passed\"}".to_owned(), self.requests_passed.get()),
         ];
-        metric("requests_total", "counter", "Requests by outcome.", &results);
+        metric(
+            "requests_total",
+            "counter",
+            "Requests by outcome.",
+            &results,
+        );
         let invalid: Vec<_> = Invalid::ALL
             .iter()
-            .map(|r| (format!("{{reason=\"{}\"}}", r.as_str()), self.invalid_count(*r)))
+            .map(|r| {
+                (
+                    format!("{{reason=\"{}\"}}", r.as_str()),
+                    self.invalid_count(*r),
+                )
+            })
             .collect();
-        metric("invalid_total", "counter", "Refused messages by reason.", &invalid);
+        metric(
+            "invalid_total",
+            "counter",
+            "Refused messages by reason.",
+            &invalid,
+        );
         let requests: Vec<_> = self
             .agents
             .iter()
             .map(|(n, c)| (format!("{{agent=\"{n}\"}}"), c.requests.get()))
             .collect();
-        metric("agent_requests_total", "counter", "Requests that reached an agent.", &requests);
+        metric(
+            "agent_requests_total",
+            "counter",
+            "Requests that reached an agent.",
+            &requests,
+        );
         let answered: Vec<_> = self
             .agents
             .iter()
             .map(|(n, c)| (format!("{{agent=\"{n}\"}}"), c.answered.get()))
             .collect();
-        metric("agent_replies_total", "counter", "Requests an agent answered.", &answered);
-        metric("replies_sent_total", "counter", "Replies published.", &plain(self.replies_sent.get()));
-        metric("publish_errors_total", "counter", "Replies that could not be published.", &plain(self.publish_errors.get()));
-        metric("bytes_in_total", "counter", "Bytes of request bodies received.", &plain(self.bytes_in.get()));
-        metric("bytes_out_total", "counter", "Bytes of reply bodies published.", &plain(self.bytes_out.get()));
-        metric("resident_memory_bytes", "gauge", "Resident set size of the process.", &plain(rss_bytes));
+        metric(
+            "agent_replies_total",
+            "counter",
+            "Requests an agent answered.",
+            &answered,
+        );
+        metric(
+            "replies_sent_total",
+            "counter",
+            "Replies published.",
+            &plain(self.replies_sent.get()),
+        );
+        metric(
+            "publish_errors_total",
+            "counter",
+            "Replies that could not be published.",
+            &plain(self.publish_errors.get()),
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Bytes of request bodies received.",
+            &plain(self.bytes_in.get()),
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes of reply bodies published.",
+            &plain(self.bytes_out.get()),
+        );
+        metric(
+            "resident_memory_bytes",
+            "gauge",
+            "Resident set size of the process.",
+            &plain(rss_bytes),
+        );
         out
     }
 }

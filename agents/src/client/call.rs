@@ -107,10 +107,13 @@ impl Client {
                 subject: reply_subject.clone(),
                 reason: e.to_string(),
             })?;
-        self.nats.flush().await.map_err(|e| ClientError::Subscribe {
-            subject: reply_subject.clone(),
-            reason: e.to_string(),
-        })?;
+        self.nats
+            .flush()
+            .await
+            .map_err(|e| ClientError::Subscribe {
+                subject: reply_subject.clone(),
+                reason: e.to_string(),
+            })?;
         let message = self.request_message(call);
         let mut filter: Filter = call.filter.clone();
         if matches!(call.targets, Targets::Direct(_))
@@ -137,7 +140,10 @@ impl Client {
         let started = Instant::now();
         let subjects: Vec<String> = match &call.targets {
             Targets::Broadcast => vec![subject::broadcast(&o.collective, &call.agent)],
-            Targets::Direct(ids) => ids.iter().map(|id| subject::node(&o.collective, id)).collect(),
+            Targets::Direct(ids) => ids
+                .iter()
+                .map(|id| subject::node(&o.collective, id))
+                .collect(),
         };
         for s in &subjects {
             let result = match o.dialect {

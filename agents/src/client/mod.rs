@@ -160,7 +160,10 @@ impl Client {
     }
 
     /// Connects to `servers` (NATS URLs) with default connection options.
-    pub async fn connect(servers: &[String], options: ClientOptions) -> Result<Client, ClientError> {
+    pub async fn connect(
+        servers: &[String],
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
         let nats = async_nats::ConnectOptions::new()
             .name(format!("choria-client {}", options.senderid))
             .connection_timeout(Duration::from_secs(5))

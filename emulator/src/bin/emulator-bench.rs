@@ -76,7 +76,7 @@ fn time_wait() -> u64 {
 async fn wait_for_time_wait() {
     let started = Instant::now();
     while time_wait() > 500 && started.elapsed() < Duration::from_secs(90) {
-        if started.elapsed().as_secs() % 10 == 0 {
+        if started.elapsed().as_secs().is_multiple_of(10) {
             eprintln!("waiting for {} TIME_WAIT sockets to expire", time_wait());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -85,8 +85,9 @@ async fn wait_for_time_wait() {
 
 async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
     wait_for_time_wait().await;
-    let broker = tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
-        .await??;
+    let broker =
+        tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
+            .await??;
     let nats_pid = broker.pid().context("nats-server pid")?;
     let nats_before = rss_kb(nats_pid);
     let exe = std::env::current_exe()?
@@ -94,8 +95,22 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         .context("binary directory")?
         .join("emulator");
     let mut child = Command::new(&exe)
-        .args(["-i", &size.to_string(), "--name", "bench", "--server", &broker.client_url()])
-        .args(["-p", "0", "--http-address", "127.0.0.1", "--loglevel", "warn"])
+        .args([
+            "-i",
+            &size.to_string(),
+            "--name",
+            "bench",
+            "--server",
+            &broker.client_url(),
+        ])
+        .args([
+            "-p",
+            "0",
+            "--http-address",
+            "127.0.0.1",
+            "--loglevel",
+            "warn",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
@@ -120,13 +135,23 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
     for _ in 0..args.rounds {
         let started = Instant::now();
         let found = client
-            .discover(Filter::default(), Duration::from_secs(30), Some(size as usize))
+            .discover(
+                Filter::default(),
+                Duration::from_secs(30),
+                Some(size as usize),
+            )
             .await?;
         if found.len() != size as usize {
             bail!("discovery found {} of {size}", found.len());
         }
         discovery.push(started.elapsed().as_secs_f64());
-        let mut call = Call::rpc("emulated0", "generate", Default::default(), Targets::Broadcast, Duration::from_secs(30));
+        let mut call = Call::rpc(
+            "emulated0",
+            "generate",
+            Default::default(),
+            Targets::Broadcast,
+            Duration::from_secs(30),
+        );
         call.expected = Some(size as usize);
         let started = Instant::now();
         let got = client.call(&call).await?;
@@ -137,14 +162,25 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
     }
     emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::TERM);
     let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
-    Ok(Row { size, ready_s, emu_kb, nats_kb, discovery, rpc })
+    Ok(Row {
+        size,
+        ready_s,
+        emu_kb,
+        nats_kb,
+        discovery,
+        rpc,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     emulator::limits::raise_nofile();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    println!("| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) |");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for &size in &args.sizes {
         let row = runtime.block_on(one(size, &args))?;

@@ -16,7 +16,16 @@ fn pid_alive(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
     let mut child = Command::new(BIN)
-        .args(["-i", "5", "--name", "solo", "-p", "0", "--http-address", "127.0.0.1"])
+        .args([
+            "-i",
+            "5",
+            "--name",
+            "solo",
+            "-p",
+            "0",
+            "--http-address",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -31,16 +40,25 @@ async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
         .expect("the emulator reports it is answering")
         .unwrap()
         .unwrap();
-    assert!(line.contains("5 instances answering on nats://127.0.0.1:"), "{line}");
+    assert!(
+        line.contains("5 instances answering on nats://127.0.0.1:"),
+        "{line}"
+    );
     let vars_url = line.split_whitespace().last().unwrap().to_owned();
     let vars: serde_json::Value = reqwest::get(&vars_url).await.unwrap().json().await.unwrap();
     assert_eq!(vars["name"], "solo");
     assert_eq!(vars["emulator"]["instances"]["connected"], 5);
-    let nats_url = line.split_whitespace().find(|w| w.starts_with("nats://")).unwrap();
+    let nats_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("nats://"))
+        .unwrap();
     let client = agents::client::Client::connect(&[nats_url.to_owned()], Default::default())
         .await
         .unwrap();
-    let pongs = client.discover(agents::Filter::default(), Duration::from_secs(1), None).await.unwrap();
+    let pongs = client
+        .discover(agents::Filter::default(), Duration::from_secs(1), None)
+        .await
+        .unwrap();
     assert_eq!(pongs.len(), 5);
     drop(client);
 
@@ -52,11 +70,17 @@ async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "exits within the deadline");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "exits within the deadline"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "clean exit: {status}");
-    assert!(!pid_alive(broker_pid[0]), "the private nats-server is stopped");
+    assert!(
+        !pid_alive(broker_pid[0]),
+        "the private nats-server is stopped"
+    );
 }
 
 fn rustix_signal_term() -> rustix::process::Signal {
@@ -66,10 +90,19 @@ fn rustix_signal_term() -> rustix::process::Signal {
 fn nats_server_children(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let Some(rest) = stat.rsplit_once(") ") else { continue };
-        let ppid: u32 = rest.1.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let Some(rest) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .1
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if ppid == parent && stat.contains("(nats-server)") {
             out.push(pid);
         }
@@ -102,16 +135,30 @@ fn a_fleet_that_cannot_fit_is_refused_before_connecting() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("open files") && stderr.contains("lower --instances"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(5), "refused at once");
+    assert!(
+        stderr.contains("open files") && stderr.contains("lower --instances"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once"
+    );
 }
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    for args in [&["-i", "abc"][..], &["--instances", "-1"], &[], &["-i", "1", "--bogus"]] {
+    for args in [
+        &["-i", "abc"][..],
+        &["--instances", "-1"],
+        &[],
+        &["-i", "1", "--bogus"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error:"),
+            "{args:?}"
+        );
     }
     let out = Command::new(BIN).args(["-i", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -28,7 +28,9 @@ impl Fleet {
     }
 
     pub(crate) fn identities(&self) -> Vec<String> {
-        (0..self.instances).map(|i| format!("{}-{i}", self.name)).collect()
+        (0..self.instances)
+            .map(|i| format!("{}-{i}", self.name))
+            .collect()
     }
 
     pub(crate) async fn client(&self) -> Client {
@@ -42,7 +44,9 @@ impl Fleet {
             dialect,
             ..ClientOptions::default()
         };
-        Client::connect(&[self.nats.url()], options).await.expect("client connects")
+        Client::connect(&[self.nats.url()], options)
+            .await
+            .expect("client connects")
     }
 
     pub(crate) fn vars(&self) -> serde_json::Value {
@@ -57,7 +61,12 @@ impl Fleet {
     }
 }
 
-pub(crate) async fn start_emulator(url: &str, name: &str, instances: u32, extra: &[&str]) -> emulator::Running {
+pub(crate) async fn start_emulator(
+    url: &str,
+    name: &str,
+    instances: u32,
+    extra: &[&str],
+) -> emulator::Running {
     let instances_text = instances.to_string();
     let mut argv = vec![
         "emulator",

@@ -39,42 +39,83 @@ async fn filters_select_exactly_the_matching_nodes() {
         }],
         ..Filter::default()
     };
-    assert_eq!(discover(&fleet, identity_agent_fact.clone()).await, names(&[3, 10, 11, 12, 13, 14]));
+    assert_eq!(
+        discover(&fleet, identity_agent_fact.clone()).await,
+        names(&[3, 10, 11, 12, 13, 14])
+    );
 
     // The same filter on an RPC: exactly those nodes answer, all with statuscode 0.
     let client = fleet.client().await;
-    let mut call = Call::rpc("emulated1", "generate", Default::default(), Targets::Broadcast, Duration::from_secs(2));
+    let mut call = Call::rpc(
+        "emulated1",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(2),
+    );
     call.filter = identity_agent_fact;
     let collected = client.call(&call).await.unwrap();
     assert_eq!(collected.replies.len(), 6);
-    assert_eq!(collected.senders().into_iter().collect::<BTreeSet<_>>(), names(&[3, 10, 11, 12, 13, 14]));
+    assert_eq!(
+        collected.senders().into_iter().collect::<BTreeSet<_>>(),
+        names(&[3, 10, 11, 12, 13, 14])
+    );
 
-    let class = Filter { cf_class: vec!["/^shard_[12]$/".into()], ..Filter::default() };
-    assert_eq!(discover(&fleet, class).await, names(&[1, 2, 11, 12, 21, 22]));
+    let class = Filter {
+        cf_class: vec!["/^shard_[12]$/".into()],
+        ..Filter::default()
+    };
+    assert_eq!(
+        discover(&fleet, class).await,
+        names(&[1, 2, 11, 12, 21, 22])
+    );
 
-    let exact_class = Filter { cf_class: vec!["shard_7".into(), "emulator".into()], ..Filter::default() };
+    let exact_class = Filter {
+        cf_class: vec!["shard_7".into(), "emulator".into()],
+        ..Filter::default()
+    };
     assert_eq!(discover(&fleet, exact_class).await, names(&[7, 17, 27]));
 
-    let missing_agent = Filter { agent: vec!["emulated5".into()], ..Filter::default() };
+    let missing_agent = Filter {
+        agent: vec!["emulated5".into()],
+        ..Filter::default()
+    };
     assert!(discover(&fleet, missing_agent).await.is_empty());
 
     let regex_fact = Filter {
-        fact: vec![FactFilter { fact: "identity".into(), operator: "=~".into(), value: "/-2[5-9]$/".into() }],
+        fact: vec![FactFilter {
+            fact: "identity".into(),
+            operator: "=~".into(),
+            value: "/-2[5-9]$/".into(),
+        }],
         ..Filter::default()
     };
-    assert_eq!(discover(&fleet, regex_fact).await, names(&[25, 26, 27, 28, 29]));
+    assert_eq!(
+        discover(&fleet, regex_fact).await,
+        names(&[25, 26, 27, 28, 29])
+    );
 
     let not_equal = Filter {
         fact: vec![
-            FactFilter { fact: "shard".into(), operator: "!=".into(), value: "0".into() },
-            FactFilter { fact: "index".into(), operator: ">".into(), value: "25".into() },
+            FactFilter {
+                fact: "shard".into(),
+                operator: "!=".into(),
+                value: "0".into(),
+            },
+            FactFilter {
+                fact: "index".into(),
+                operator: ">".into(),
+                value: "25".into(),
+            },
         ],
         ..Filter::default()
     };
     assert_eq!(discover(&fleet, not_equal).await, names(&[26, 27, 28, 29]));
 
     let compound = Filter {
-        compound: vec![json!([{"expr": "facts.shard == 5 && with('emulated1') && !(identity == 'f-25')"}])],
+        compound: vec![
+            json!([{"expr": "facts.shard == 5 && with('emulated1') && !(identity == 'f-25')"}]),
+        ],
         ..Filter::default()
     };
     assert_eq!(discover(&fleet, compound).await, names(&[5, 15]));
@@ -85,7 +126,10 @@ async fn filters_select_exactly_the_matching_nodes() {
     };
     assert!(discover(&fleet, unsupported).await.is_empty());
     let vars = fleet.vars();
-    assert_eq!(vars["emulator"]["requests"]["invalid_by_reason"]["unsupported_filter"], 30, "refused and counted, never silently matched");
+    assert_eq!(
+        vars["emulator"]["requests"]["invalid_by_reason"]["unsupported_filter"], 30,
+        "refused and counted, never silently matched"
+    );
     fleet.stop().await;
 }
 
@@ -94,7 +138,10 @@ async fn requests_outside_their_ttl_are_dropped_and_counted() {
     let mut fleet = Fleet::start("ttl", 5, &[]).await;
     let client = fleet.client().await;
     let nats = client.nats().clone();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     for (requestid, time) in [("a".repeat(32), now - 120), ("b".repeat(32), now + 120)] {
         let reply_to = format!("test.reply.{}", &requestid[..4]);
         let mut sub = nats.subscribe(reply_to.clone()).await.unwrap();
@@ -111,13 +158,18 @@ async fn requests_outside_their_ttl_are_dropped_and_counted() {
             message: "cGluZw==",
             reply_to: &reply_to,
         });
-        nats.publish("mcollective.broadcast.agent.discovery", body.into()).await.unwrap();
+        nats.publish("mcollective.broadcast.agent.discovery", body.into())
+            .await
+            .unwrap();
         nats.flush().await.unwrap();
         let got = tokio::time::timeout(Duration::from_millis(800), sub.next()).await;
         assert!(got.is_err(), "no instance answers a request from {time}");
     }
     assert_eq!(fleet.vars()["emulator"]["requests"]["expired"], 10);
-    let fresh = client.discover(Filter::default(), Duration::from_secs(1), None).await.unwrap();
+    let fresh = client
+        .discover(Filter::default(), Duration::from_secs(1), None)
+        .await
+        .unwrap();
     assert_eq!(fresh.len(), 5);
     fleet.stop().await;
 }

@@ -36,7 +36,10 @@ fn request_for(collective: &str, agent: &str) -> Vec<u8> {
         collective,
         agent,
         ttl: 60,
-        time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
         filter: &Filter::default(),
         message: "cGluZw==",
         reply_to: "garbage.reply",
@@ -74,11 +77,18 @@ async fn garbage_on_every_subject_leaves_every_instance_answering() {
         .iter()
         .map(|a| format!("mcollective.broadcast.agent.{a}"))
         .collect();
-    subjects.extend(fleet.identities().iter().map(|i| format!("mcollective.node.{i}")));
+    subjects.extend(
+        fleet
+            .identities()
+            .iter()
+            .map(|i| format!("mcollective.node.{i}")),
+    );
     let cases = garbage();
     for subject in &subjects {
         for (_, body) in &cases {
-            nats.publish(subject.clone(), body.clone().into()).await.unwrap();
+            nats.publish(subject.clone(), body.clone().into())
+                .await
+                .unwrap();
         }
     }
     nats.flush().await.unwrap();
@@ -86,7 +96,9 @@ async fn garbage_on_every_subject_leaves_every_instance_answering() {
     let deliveries = 3 * 6 + 6;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let total = fleet.vars()["emulator"]["requests"]["received"].as_u64().unwrap();
+        let total = fleet.vars()["emulator"]["requests"]["received"]
+            .as_u64()
+            .unwrap();
         if total >= (deliveries * cases.len()) as u64 || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -105,13 +117,34 @@ async fn garbage_on_every_subject_leaves_every_instance_answering() {
         Invalid::UnknownCollective,
     ] {
         let expected = cases.iter().filter(|(r, _)| *r == reason).count() * deliveries;
-        assert_eq!(by_reason[reason.as_str()], expected as u64, "{}: {vars}", reason.as_str());
+        assert_eq!(
+            by_reason[reason.as_str()],
+            expected as u64,
+            "{}: {vars}",
+            reason.as_str()
+        );
     }
-    assert_eq!(vars["emulator"]["replies"]["sent"], 0, "garbage gets no reply");
+    assert_eq!(
+        vars["emulator"]["replies"]["sent"], 0,
+        "garbage gets no reply"
+    );
 
-    let pongs = client.discover(Filter::default(), Duration::from_secs(2), None).await.unwrap();
+    let pongs = client
+        .discover(Filter::default(), Duration::from_secs(2), None)
+        .await
+        .unwrap();
     assert_eq!(pongs.len(), 6, "every instance still answers discovery");
-    let call = Call::rpc("emulated0", "generate", Default::default(), Targets::Broadcast, Duration::from_secs(2));
-    assert_eq!(client.call(&call).await.unwrap().senders().len(), 6, "and RPC");
+    let call = Call::rpc(
+        "emulated0",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        client.call(&call).await.unwrap().senders().len(),
+        6,
+        "and RPC"
+    );
     fleet.stop().await;
 }

@@ -33,7 +33,11 @@ async fn discovery_gets_exactly_one_pong_per_instance_in_both_dialects() {
             .call(&Call::discovery(Filter::default(), Duration::from_secs(2)))
             .await
             .unwrap();
-        assert_eq!(collected.replies.len(), 25, "{dialect:?}: one reply each, no duplicates");
+        assert_eq!(
+            collected.replies.len(),
+            25,
+            "{dialect:?}: one reply each, no duplicates"
+        );
         for r in &collected.replies {
             let ReplyOutcome::Ok(reply) = &r.outcome else {
                 panic!("{dialect:?}: bad reply {r:?}");
@@ -58,7 +62,13 @@ async fn generate_answers_with_a_message_of_the_requested_size() {
         let client = fleet.client_with(dialect).await;
         let mut data = serde_json::Map::new();
         data.insert("size".into(), json!(123));
-        let call = Call::rpc("emulated2", "generate", data, Targets::Broadcast, Duration::from_secs(2));
+        let call = Call::rpc(
+            "emulated2",
+            "generate",
+            data,
+            Targets::Broadcast,
+            Duration::from_secs(2),
+        );
         let got = replies(&client.call(&call).await.unwrap());
         assert_eq!(got.len(), 10, "{dialect:?}");
         for (_, reply) in got {
@@ -69,9 +79,19 @@ async fn generate_answers_with_a_message_of_the_requested_size() {
         }
     }
     let client = fleet.client().await;
-    let default = Call::rpc("emulated0", "generate", Default::default(), Targets::Broadcast, Duration::from_secs(2));
+    let default = Call::rpc(
+        "emulated0",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(2),
+    );
     for (_, reply) in replies(&client.call(&default).await.unwrap()) {
-        assert_eq!(reply.data["message"].as_str().unwrap().len(), 20, "default size is 20");
+        assert_eq!(
+            reply.data["message"].as_str().unwrap().len(),
+            20,
+            "default size is 20"
+        );
     }
     fleet.stop().await;
 }
@@ -80,15 +100,35 @@ async fn generate_answers_with_a_message_of_the_requested_size() {
 async fn bad_actions_and_inputs_get_status_codes() {
     let mut fleet = Fleet::start("err", 4, &[]).await;
     let client = fleet.client().await;
-    let unknown = Call::rpc("emulated0", "explode", Default::default(), Targets::Broadcast, Duration::from_secs(2));
+    let unknown = Call::rpc(
+        "emulated0",
+        "explode",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(2),
+    );
     for (_, reply) in replies(&client.call(&unknown).await.unwrap()) {
         assert_eq!(reply.statuscode, StatusCode::UnknownAction);
-        assert_eq!(reply.statusmsg, "Unknown action explode for agent emulated0");
+        assert_eq!(
+            reply.statusmsg,
+            "Unknown action explode for agent emulated0"
+        );
     }
-    for bad in [json!("abc"), json!(-5), json!(1.5), json!(10_000_000_000u64)] {
+    for bad in [
+        json!("abc"),
+        json!(-5),
+        json!(1.5),
+        json!(10_000_000_000u64),
+    ] {
         let mut data = serde_json::Map::new();
         data.insert("size".into(), bad.clone());
-        let call = Call::rpc("emulated0", "generate", data, Targets::Broadcast, Duration::from_secs(2));
+        let call = Call::rpc(
+            "emulated0",
+            "generate",
+            data,
+            Targets::Broadcast,
+            Duration::from_secs(2),
+        );
         let got = replies(&client.call(&call).await.unwrap());
         assert_eq!(got.len(), 4, "every instance answers {bad}");
         for (_, reply) in got {
@@ -96,7 +136,13 @@ async fn bad_actions_and_inputs_get_status_codes() {
             assert!(reply.statusmsg.contains("size"), "{}", reply.statusmsg);
         }
     }
-    let missing = Call::rpc("rpcutil", "get_fact", Default::default(), Targets::Broadcast, Duration::from_secs(2));
+    let missing = Call::rpc(
+        "rpcutil",
+        "get_fact",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(2),
+    );
     for (_, reply) in replies(&client.call(&missing).await.unwrap()) {
         assert_eq!(reply.statuscode, StatusCode::MissingData);
     }
@@ -127,26 +173,56 @@ async fn rpcutil_reports_like_a_choria_server() {
     };
     let ping = one(client.call(&ask("ping", json!({}))).await.unwrap());
     assert!(ping["pong"].as_i64().unwrap() > 1_700_000_000);
-    let info = one(client.call(&ask("collective_info", json!({}))).await.unwrap());
+    let info = one(client
+        .call(&ask("collective_info", json!({})))
+        .await
+        .unwrap());
     assert_eq!(info["main_collective"], "mcollective");
     assert_eq!(info["collectives"], json!(["mcollective", "collective1"]));
     let inv = one(client.call(&ask("inventory", json!({}))).await.unwrap());
-    assert_eq!(inv["agents"], json!(["discovery", "rpcutil", "emulated0", "emulated1"]));
+    assert_eq!(
+        inv["agents"],
+        json!(["discovery", "rpcutil", "emulated0", "emulated1"])
+    );
     assert_eq!(inv["facts"]["identity"], "util-1");
     assert_eq!(inv["facts"]["index"], 1);
-    assert!(inv["classes"].as_array().unwrap().contains(&json!("shard_1")));
-    let agents = one(client.call(&ask("agent_inventory", json!({}))).await.unwrap());
+    assert!(
+        inv["classes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("shard_1"))
+    );
+    let agents = one(client
+        .call(&ask("agent_inventory", json!({})))
+        .await
+        .unwrap());
     let list = agents["agents"].as_array().unwrap();
     assert_eq!(list.len(), 4);
     let emulated1 = list.iter().find(|a| a["agent"] == "emulated1").unwrap();
     assert_eq!(emulated1["timeout"], 120);
     assert_eq!(emulated1["version"], "1.0.0");
-    let fact = one(client.call(&ask("get_fact", json!({"fact": "shard"}))).await.unwrap());
+    let fact = one(client
+        .call(&ask("get_fact", json!({"fact": "shard"})))
+        .await
+        .unwrap());
     assert_eq!(fact, json!({"fact": "shard", "value": 1}));
     let stats = one(client.call(&ask("daemon_stats", json!({}))).await.unwrap());
-    for key in ["total", "validated", "passed", "filtered", "replies", "ttlexpired", "pid", "starttime", "version"] {
+    for key in [
+        "total",
+        "validated",
+        "passed",
+        "filtered",
+        "replies",
+        "ttlexpired",
+        "pid",
+        "starttime",
+        "version",
+    ] {
         assert!(stats.get(key).is_some(), "daemon_stats has {key}: {stats}");
     }
-    assert!(stats["total"].as_u64().unwrap() >= 6, "this instance counted our requests: {stats}");
+    assert!(
+        stats["total"].as_u64().unwrap() >= 6,
+        "this instance counted our requests: {stats}"
+    );
     fleet.stop().await;
 }

@@ -10,11 +10,16 @@ use testkit::{LocalNatsOptions, NatsServer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_and_subscriptions_are_exactly_those_of_choria_servers() {
     let nats = NatsServer::start();
-    let baseline = nats.monitor("/subsz").await["num_subscriptions"].as_u64().unwrap();
+    let baseline = nats.monitor("/subsz").await["num_subscriptions"]
+        .as_u64()
+        .unwrap();
     let running = start_emulator(&nats.url(), "topo", 12, &["-a", "2", "--collectives", "2"]).await;
     let conns = nats.connections_by_name().await;
     let expected_names: BTreeSet<String> = (0..12).map(|i| format!("topo-{i}")).collect();
-    assert_eq!(conns.keys().cloned().collect::<BTreeSet<_>>(), expected_names);
+    assert_eq!(
+        conns.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_names
+    );
     for (name, conn) in &conns {
         let mut expected = BTreeSet::new();
         for c in ["mcollective", "collective1"] {
@@ -25,13 +30,17 @@ async fn connections_and_subscriptions_are_exactly_those_of_choria_servers() {
         }
         let actual: BTreeSet<String> = conn.subjects.iter().cloned().collect();
         assert_eq!(actual, expected, "subscriptions of {name}");
-        assert_eq!(conn.subscriptions, 10, "no duplicate subscriptions on {name}");
+        assert_eq!(
+            conn.subscriptions, 10,
+            "no duplicate subscriptions on {name}"
+        );
     }
     let subsz = nats.monitor("/subsz?subs=1&limit=10000").await;
     assert_eq!(subsz["num_subscriptions"].as_u64().unwrap(), baseline + 120);
     for sub in subsz["subscriptions_list"].as_array().unwrap() {
         assert!(
-            sub.get("qgroup").is_none_or(|q| q.as_str().unwrap_or("").is_empty()),
+            sub.get("qgroup")
+                .is_none_or(|q| q.as_str().unwrap_or("").is_empty()),
             "no queue groups: {sub}"
         );
     }
@@ -66,9 +75,14 @@ async fn debug_vars_and_metrics_are_served_over_http() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("emulator_instances_connected 3"), "{metrics}");
+    assert!(
+        metrics.contains("emulator_instances_connected 3"),
+        "{metrics}"
+    );
     assert!(metrics.contains("emulator_invalid_total{reason=\"not_json\"} 0"));
-    let missing = reqwest::get(format!("http://{addr}/nothing")).await.unwrap();
+    let missing = reqwest::get(format!("http://{addr}/nothing"))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     fleet.stop().await;
 }
@@ -76,20 +90,37 @@ async fn debug_vars_and_metrics_are_served_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_reconnect_after_the_broker_restarts() {
     let first = NatsServer::start();
-    let port = first.url().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let port = first
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
     let running = start_emulator(&first.url(), "recon", 8, &[]).await;
     drop(first);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(running.debug_vars()["emulator"]["instances"]["connected"], 0);
+    assert_eq!(
+        running.debug_vars()["emulator"]["instances"]["connected"],
+        0
+    );
     let second = NatsServer::start_with(&LocalNatsOptions {
         port: Some(port),
         ..LocalNatsOptions::default()
     });
     second.wait_connections(8, Duration::from_secs(20)).await;
     let conns = second.connections().await;
-    assert!(conns.iter().all(|c| c.subscriptions == 4), "subscriptions restored: {conns:?}");
+    assert!(
+        conns.iter().all(|c| c.subscriptions == 4),
+        "subscriptions restored: {conns:?}"
+    );
     let vars = running.debug_vars();
     assert_eq!(vars["emulator"]["instances"]["connected"], 8);
-    assert!(vars["emulator"]["instances"]["reconnects"].as_u64().unwrap() >= 8);
+    assert!(
+        vars["emulator"]["instances"]["reconnects"]
+            .as_u64()
+            .unwrap()
+            >= 8
+    );
     running.stop(Duration::from_secs(5)).await;
 }

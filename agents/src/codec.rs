@@ -121,11 +121,13 @@ fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Invalid> {
 
 /// Decodes standard base64, skipping the newlines Ruby's encoder inserts every 60 characters.
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, Invalid> {
-    if text.bytes().any(|b| b == b'\n' || b == b'\r') {
-        let compact: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
-        STANDARD.decode(compact).map_err(|_| Invalid::BadBase64)
-    } else {
-        STANDARD.decode(text).map_err(|_| Invalid::BadBase64)
+    match STANDARD.decode(text) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) if text.bytes().any(|b| b == b'\n' || b == b'\r') => {
+            let compact: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+            STANDARD.decode(compact).map_err(|_| Invalid::BadBase64)
+        }
+        Err(_) => Err(Invalid::BadBase64),
     }
 }
 

@@ -101,3 +101,13 @@ impl RpcReply {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
+
+/// The statuscode of an RPC reply body, without building its data (the fast path for clients
+/// that only account for replies).
+pub fn statuscode_of(body: &str) -> Option<StatusCode> {
+    #[derive(Deserialize)]
+    struct Status {
+        statuscode: StatusCode,
+    }
+    serde_json::from_str::<Status>(body).ok().map(|s| s.statuscode)
+}

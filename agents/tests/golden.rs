@@ -249,3 +249,16 @@ fn ruby_dialect_requests_decode() {
     assert_eq!(req.reply_to, "mcollective.reply.x.1.2");
     assert_eq!(req.payload, b"\"ping\"");
 }
+
+#[test]
+fn base64_with_ruby_line_breaks_decodes() {
+    let text = base64_encode(fixture("c_secure_request").as_bytes());
+    let wrapped: String = text
+        .as_bytes()
+        .chunks(60)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(codec::decode_base64(&wrapped).unwrap(), fixture("c_secure_request").as_bytes());
+    assert!(codec::decode_base64("!!").is_err());
+}

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Parser};
 
 /// Emulates a network of Choria daemons, each with its own NATS connection.
+///
+/// Also: `emulator measure --help` (discovery and RPC rounds with accounting) and
+/// `emulator scrape --help` (time series of /debug/vars and nats-server monitoring).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "emulator", version, about, long_about = None)]
 pub struct Args {

@@ -70,6 +70,17 @@ struct RunArgs {
     /// Resolve inputs and node sets and print what each task would do, without doing it
     #[arg(long)]
     dry_run: bool,
+    /// Choria broker (NATS) address, HOST:PORT or nats:// URL; repeatable. Falls back to
+    /// --config, then CHORIA_SERVERS, then NATS_URL
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    servers: Vec<String>,
+    /// Choria client configuration file (reads plugin.choria.middleware_hosts and
+    /// main_collective)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Seconds RPC requests wait for replies
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    rpc_timeout: f64,
 }
 
 /// Sends `tracing` events to stderr when `PLAYBOOK_TRACE` holds a filter (e.g. `debug`).
@@ -159,7 +170,10 @@ fn find_run_file(args: &[OsString]) -> Option<PathBuf> {
             skip = false;
             continue;
         }
-        if a == "--report" || a == "--loglevel" {
+        if matches!(
+            a.as_str(),
+            "--report" | "--loglevel" | "--server" | "--config" | "-c" | "--rpc-timeout"
+        ) {
             skip = true;
             continue;
         }
@@ -308,7 +322,11 @@ fn run_playbook(
             report.display()
         )));
     }
+    let mut broker = crate::choria::BrokerSettings::resolve(&args.servers, args.config.as_deref())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    broker.rpc_timeout = Some(crate::seconds(args.rpc_timeout));
     let opts = RunOptions {
+        broker,
         values,
         loglevel: args.loglevel.as_deref().and_then(Level::from_name),
         dry_run: args.dry_run,

@@ -14,6 +14,7 @@
 //!
 //! The `playbook` binary is a thin wrapper over [`run`].
 
+pub mod choria;
 pub mod cli;
 pub(crate) mod console;
 pub mod diagnostic;

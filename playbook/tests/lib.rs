@@ -5,6 +5,7 @@ mod corpus;
 mod hooks;
 mod inputs;
 mod nodes;
+mod rpc;
 mod run;
 mod server;
 mod services;

@@ -63,11 +63,11 @@ fn array_inputs_work_as_node_lists() {
 }
 
 #[test]
-fn mcollective_node_sets_are_not_available_yet() {
+fn pql_node_sets_are_not_available_yet() {
     Test::new()
-        .playbook("nodes:\n  web:\n    type: mcollective\n    agents: [puppet]\ntasks: []\n")
+        .playbook("nodes:\n  web:\n    type: pql\n    query: 'nodes {}'\ntasks: []\n")
         .args(&["run", "pb.yaml"])
         .status(1)
-        .stdout_has("the mcollective node set type is not available in this build yet")
+        .stdout_has("the pql node set type is not available in this build yet")
         .run();
 }

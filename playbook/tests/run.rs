@@ -168,10 +168,10 @@ fn task_property_errors_abort_the_run() {
 #[test]
 fn unavailable_task_types_fail_honestly() {
     Test::new()
-        .playbook("tasks:\n  - mcollective:\n      action: puppet.enable\n      nodes: [a]\nhooks:\n  on_fail:\n    - shell:\n        command: echo on-fail-ran\n")
+        .playbook("tasks:\n  - bolt:\n      command: uptime\n      nodes: [a]\nhooks:\n  on_fail:\n    - shell:\n        command: echo on-fail-ran\n")
         .args(&["run", "pb.yaml"])
         .status(1)
-        .stderr_has("the mcollective task type is not available in this build yet")
+        .stderr_has("the bolt task type is not available in this build yet")
         .stderr_has("on-fail-ran")
         .run();
 }

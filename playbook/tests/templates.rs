@@ -38,14 +38,17 @@ fn whole_templates_keep_types_in_json_bodies() {
 }
 
 #[test]
-fn uses_and_connectivity_checks_warn_that_they_are_skipped() {
+fn connectivity_tests_need_a_broker() {
     Test::new()
         .playbook("uses:\n  rpcutil: '~1.0.0'\n  puppet: latest\nnodes:\n  web:\n    type: list\n    nodes: [a]\n    test: true\ntasks: []\n")
+        .env("CHORIA_SERVERS", "")
+        .env("NATS_URL", "")
         .args(&["run", "pb.yaml"])
         .stderr_has("warning: uses: cannot understand the version range latest of agent puppet")
-        .stderr_has("Agent version checks are not available in this build yet")
-        .stderr_has("Connectivity tests are not available in this build yet, not testing node set web")
-        .stdout_has("Overall outcome: success")
+        .stderr_has("Agent puppet has an invalid version range")
+        .stderr_has("Testing connectivity to 1 node(s)")
+        .stdout_has("no Choria broker configured")
+        .status(1)
         .run();
 }
 

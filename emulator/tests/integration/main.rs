@@ -4,5 +4,6 @@ mod binary;
 mod common;
 mod filters;
 mod garbage;
+mod measure;
 mod rpc;
 mod topology;

@@ -2,12 +2,15 @@
 //! templated.
 //!
 //! Each source kind implements [`NodeSource`]; the common options (`when_empty`, `limit`,
-//! `at_least`, `empty_ok`) are applied by [`discover`] for all kinds. `mcollective` and `pql`
-//! sets parse and validate but report that they are not available in this build.
+//! `at_least`, `empty_ok`) are applied by [`discover`] for all kinds. `mcollective` sets use
+//! Choria broadcast discovery ([`choria`]); `pql` sets parse and validate but report that they
+//! are not available in this build.
 
+pub(crate) mod choria;
 mod list;
 mod shell;
 mod terraform;
+pub(crate) mod versions;
 mod yaml_file;
 
 use std::fmt;
@@ -23,7 +26,7 @@ use crate::store::{EnvOverlay, str_prop};
 /// Every node set type the DSL knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeSetKind {
-    /// Choria discovery (not available in this build yet).
+    /// Choria broadcast discovery.
     Mcollective,
     /// PuppetDB query (not available in this build yet).
     Pql,
@@ -68,8 +71,8 @@ impl NodeSetKind {
     /// Whether this build can discover such a set.
     pub fn available(self) -> bool {
         match self {
-            Self::Yaml | Self::Shell | Self::Terraform | Self::List => true,
-            Self::Mcollective | Self::Pql => false,
+            Self::Mcollective | Self::Yaml | Self::Shell | Self::Terraform | Self::List => true,
+            Self::Pql => false,
         }
     }
 
@@ -83,6 +86,7 @@ impl NodeSetKind {
                     opt("classes", Shape::StrList),
                     opt("identities", Shape::StrList),
                     opt("compound", Shape::Str),
+                    opt("discovery_timeout", Shape::Number),
                 ];
                 P
             }
@@ -170,8 +174,16 @@ pub(crate) async fn discover(
     kind: NodeSetKind,
     props: &Map<String, Value>,
     env: &EnvOverlay,
+    broker: &crate::choria::Broker,
 ) -> Result<Vec<String>, NodeSetError> {
-    let found = source(kind, props, env)?.discover().await?;
+    let found = match kind {
+        NodeSetKind::Mcollective => choria::discover(props, broker).await?,
+        NodeSetKind::Pql
+        | NodeSetKind::Yaml
+        | NodeSetKind::Shell
+        | NodeSetKind::Terraform
+        | NodeSetKind::List => source(kind, props, env)?.discover().await?,
+    };
     let mut nodes: Vec<String> = Vec::with_capacity(found.len());
     for n in found {
         if !nodes.contains(&n) {
@@ -257,32 +269,37 @@ mod tests {
     #[tokio::test]
     async fn common_options() {
         let env = EnvOverlay::default();
+        let broker = crate::choria::Broker::default();
         let props = map(json!({"nodes": ["a", "b", "a", "c"], "limit": 2}));
-        let nodes = discover("s", NodeSetKind::List, &props, &env)
+        let nodes = discover("s", NodeSetKind::List, &props, &env, &broker)
             .await
             .expect("ok");
         assert_eq!(nodes, vec!["a", "b"]);
         let props = map(json!({"nodes": ["a"], "at_least": 2}));
-        let err = discover("s", NodeSetKind::List, &props, &env)
+        let err = discover("s", NodeSetKind::List, &props, &env, &broker)
             .await
             .expect_err("few");
         assert_eq!(err.to_string(), "Node set s needs at least 2 nodes, got 1");
         let props = map(json!({"nodes": [], "when_empty": "nothing here"}));
-        let err = discover("s", NodeSetKind::List, &props, &env)
+        let err = discover("s", NodeSetKind::List, &props, &env, &broker)
             .await
             .expect_err("empty");
         assert_eq!(err.to_string(), "nothing here");
         let props = map(json!({"nodes": [], "empty_ok": true}));
         assert!(
-            discover("s", NodeSetKind::List, &props, &env)
+            discover("s", NodeSetKind::List, &props, &env, &broker)
                 .await
                 .expect("ok")
                 .is_empty()
         );
-        let err = discover("s", NodeSetKind::Mcollective, &Map::new(), &env)
+        let err = discover("s", NodeSetKind::Pql, &Map::new(), &env, &broker)
             .await
             .expect_err("x");
         assert!(err.to_string().contains("not available in this build yet"));
+        let err = discover("s", NodeSetKind::Mcollective, &Map::new(), &env, &broker)
+            .await
+            .expect_err("x");
+        assert!(err.to_string().contains("no Choria broker configured"));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Human output goes to stderr (stdout is reserved for JSON).
     pub json: bool,
+    /// Where the Choria broker is.
+    pub broker: crate::choria::BrokerSettings,
 }
 
 /// The outcome of a run.
@@ -110,6 +112,9 @@ pub(crate) struct Run<'a> {
     renderer: Renderer,
     http: HttpClients,
     locks: Vec<Box<dyn Lock>>,
+    broker: crate::choria::Broker,
+    /// The templated top-level `uses` (agent → version range).
+    uses: BTreeMap<String, String>,
     /// Main tasks finished so far and in total (for the spinner).
     progress: (usize, usize),
 }
@@ -124,6 +129,7 @@ pub async fn execute(pb: &Playbook, opts: RunOptions) -> RunOutcome {
 
 pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -> RunOutcome {
     let start_time = Utc::now();
+    let broker = crate::choria::Broker::new(opts.broker.clone());
     let mut run = Run {
         pb,
         log,
@@ -137,6 +143,8 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
         renderer: Renderer::default(),
         http: HttpClients::default(),
         locks: Vec::new(),
+        broker,
+        uses: BTreeMap::new(),
         progress: (0, pb.tasks.len()),
     };
     run.register_secrets();
@@ -280,9 +288,16 @@ impl Run<'_> {
                 .info("pre.locks", format!("Obtaining playbook lock {path}"));
             let (store, key, timeout) = self.stores.resolve(&path)?;
             let held = store.lock(key, timeout).await?;
+            self.log
+                .info("pre.locks", format!("Obtained playbook lock {path}"));
             self.locks.push(held);
         }
         Ok(())
+    }
+
+    /// Why a held lock was lost, if one was.
+    pub(crate) fn lock_lost(&self) -> Option<String> {
+        self.locks.iter().find_map(|l| l.lost())
     }
 
     async fn release_locks(&mut self) {
@@ -309,16 +324,26 @@ impl Run<'_> {
                 .collect(),
         );
         let value = self.expand(&value, "prep.uses").await?;
-        self.log.warn(
+        if let Value::Object(m) = value {
+            for (agent, range) in m {
+                let range = crate::template::stringify(&range);
+                if let Err(e) = crate::nodes::versions::Range::parse(&range) {
+                    self.log
+                        .warn("prep.uses", format!("Agent {agent} has an {e} in uses"));
+                }
+                self.uses.insert(agent, range);
+            }
+        }
+        self.log.debug(
             "prep.uses",
-            format!(
-                "Agent version checks are not available in this build yet, not checking {value}"
-            ),
+            "No local DDLs in this build: agent versions are only checked on nodes of sets with uses",
         );
         Ok(())
     }
 
     async fn discover_nodes(&mut self) -> Result<(), RunError> {
+        let mut to_test: Vec<String> = Vec::new();
+        let mut to_check: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for spec in &self.pb.nodes {
             let props = self
                 .expand(&Value::Object(spec.props.clone()), &spec.name)
@@ -327,7 +352,9 @@ impl Run<'_> {
                 Value::Object(m) => m,
                 _ => spec.props.clone(),
             };
-            let nodes = crate::nodes::discover(&spec.name, spec.kind, &props, &self.env).await?;
+            let nodes =
+                crate::nodes::discover(&spec.name, spec.kind, &props, &self.env, &self.broker)
+                    .await?;
             self.log.info(
                 &spec.name,
                 format!(
@@ -337,15 +364,42 @@ impl Run<'_> {
                 ),
             );
             if matches!(props.get("test"), Some(Value::Bool(true))) {
-                self.log.warn(
-                    "conn.test",
-                    format!(
-                        "Connectivity tests are not available in this build yet, not testing node set {}",
-                        spec.name
-                    ),
-                );
+                for n in &nodes {
+                    if !to_test.contains(n) {
+                        to_test.push(n.clone());
+                    }
+                }
+            }
+            let required: Vec<String> = match props.get("uses") {
+                Some(Value::Array(items)) => {
+                    items.iter().map(crate::template::stringify).collect()
+                }
+                Some(Value::String(s)) => vec![s.clone()],
+                _ => Vec::new(),
+            };
+            if !required.is_empty() {
+                to_check.push((nodes.clone(), required));
             }
             self.nodes.insert(spec.name.clone(), nodes);
+        }
+        if !to_test.is_empty() {
+            self.log.info(
+                "conn.test",
+                format!("Testing connectivity to {} node(s)", to_test.len()),
+            );
+            crate::nodes::choria::ping_test(&self.broker, &to_test).await?;
+        }
+        for (nodes, required) in &to_check {
+            self.log.info(
+                "ddl.test",
+                format!(
+                    "Checking agent versions of {} on {} node(s)",
+                    required.join(", "),
+                    nodes.len()
+                ),
+            );
+            crate::nodes::choria::check_agents(&self.broker, &self.uses, nodes, required)
+                .await?;
         }
         Ok(())
     }

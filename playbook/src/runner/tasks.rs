@@ -54,7 +54,15 @@ impl Run<'_> {
         );
         for (index, spec) in tasks.iter().enumerate() {
             self.progress.0 = index + 1;
-            if !self.run_main_task(spec).await? {
+            let mut ok = self.run_main_task(spec).await?;
+            if let Some(why) = self.lock_lost() {
+                self.log.error(
+                    "tasks",
+                    format!("Playbook lock lost during the run, failing the playbook: {why}"),
+                );
+                ok = false;
+            }
+            if !ok {
                 self.log.info(
                     "tasks",
                     format!(
@@ -154,6 +162,7 @@ impl Run<'_> {
                     stores: &self.stores,
                     env: &self.env,
                     http: &self.http,
+                    broker: &self.broker,
                 };
                 task.run(&ctx).await
             };

@@ -3,9 +3,12 @@
 //!
 //! Every store kind implements the one async [`DataStore`] trait. Stores that support locking
 //! return a [`Lock`] handle from [`DataStore::lock`]; releasing the handle releases the lock.
-//! Consul and etcd parse and validate but report that they are not available in this build.
+//! Consul ([`consul`]) and etcd ([`etcd`]) are reached over HTTP and support locks with a
+//! session/lease TTL, so a lock held by a dead process lapses on its own.
 
+pub mod consul;
 mod environment;
+mod etcd;
 mod file;
 mod memory;
 mod shell;
@@ -31,9 +34,9 @@ pub enum StoreKind {
     File,
     /// An external command called with `--read`, `--write` or `--delete`.
     Shell,
-    /// Consul KV with session locks (not available in this build yet).
+    /// Consul KV with session locks.
     Consul,
-    /// etcd v3 (not available in this build yet).
+    /// etcd v3 with lease locks.
     Etcd,
 }
 
@@ -68,8 +71,12 @@ impl StoreKind {
     /// Whether this build can actually use the store.
     pub fn available(self) -> bool {
         match self {
-            Self::Memory | Self::Environment | Self::File | Self::Shell => true,
-            Self::Consul | Self::Etcd => false,
+            Self::Memory
+            | Self::Environment
+            | Self::File
+            | Self::Shell
+            | Self::Consul
+            | Self::Etcd => true,
         }
     }
 
@@ -101,7 +108,7 @@ impl StoreKind {
                 P
             }
             Self::Consul => {
-                const P: &[Prop] = &[];
+                const P: &[Prop] = &[opt("lock_delay", Shape::Number)];
                 P
             }
             Self::Etcd => {
@@ -194,6 +201,41 @@ pub trait Lock: Send + Sync {
     fn path(&self) -> &str;
     /// Releases the lock.
     async fn release(self: Box<Self>) -> Result<(), StoreError>;
+    /// Why the lock is no longer held (session or lease lost), if it is not.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How often a waiting lock acquisition retries.
+pub(crate) const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// A value identifying this process as a lock holder.
+pub(crate) fn lock_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4())
+}
+
+/// Validates a key for the path-like stores (Consul, etcd): non-empty, no leading `/`, no
+/// whitespace or control characters, no empty, `.` or `..` segments.
+pub(crate) fn check_path_key(kind: StoreKind, key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'))
+        || key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        Err(StoreError::Config(format!(
+            "Invalid key {key:?} for the {kind} data store: keys are slash-separated segments without whitespace, ?, #, %, a leading slash, or empty, . or .. segments"
+        )))
+    } else {
+        Ok(())
+    }
 }
 
 /// Opens a store from its templated properties.
@@ -211,7 +253,8 @@ pub(crate) async fn open(
         ))),
         StoreKind::File => Ok(Box::new(file::FileStore::open(props).await?)),
         StoreKind::Shell => Ok(Box::new(shell::ShellStore::open(props, env.clone())?)),
-        StoreKind::Consul | StoreKind::Etcd => Err(StoreError::Unavailable(kind)),
+        StoreKind::Etcd => Ok(Box::new(etcd::EtcdStore::open(props).await?)),
+        StoreKind::Consul => Ok(Box::new(consul::ConsulStore::open(props)?)),
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! A task's properties are templated on every attempt, then [`build`] turns them into a
 //! [`Task`]: property errors there abort the run (as in Choria), while failures inside
-//! [`Task::run`] only fail the task. `mcollective` (and the historical `mcollective_assert` and
-//! `bolt`) parse and validate but fail at run time as not available in this build.
+//! [`Task::run`] only fail the task. `mcollective` (alias `rpc`) sends Choria RPC requests; the
+//! historical `mcollective_assert` and `bolt` parse and validate but fail at run time.
 
 mod data;
 mod graphite;
 mod http;
+pub mod jgrep;
+mod rpc;
 mod shell;
 mod slack;
 mod unavailable;
@@ -28,7 +30,7 @@ use crate::store::{EnvOverlay, str_prop};
 /// Every task type the DSL knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TaskKind {
-    /// A Choria RPC request (not available in this build yet).
+    /// A Choria RPC request (`rpc` is accepted as an alias).
     Mcollective,
     /// The historical assertion task (removed from Choria in 2017; not available).
     McollectiveAssert,
@@ -75,14 +77,22 @@ impl TaskKind {
 
     /// Parses a DSL name.
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == "rpc" {
+            return Some(Self::Mcollective);
+        }
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// Whether this build can run the task type.
     pub fn available(self) -> bool {
         match self {
-            Self::Shell | Self::Webhook | Self::Slack | Self::GraphiteEvent | Self::Data => true,
-            Self::Mcollective | Self::McollectiveAssert | Self::Bolt => false,
+            Self::Mcollective
+            | Self::Shell
+            | Self::Webhook
+            | Self::Slack
+            | Self::GraphiteEvent
+            | Self::Data => true,
+            Self::McollectiveAssert | Self::Bolt => false,
         }
     }
 
@@ -254,6 +264,7 @@ pub struct TaskContext<'a> {
     pub(crate) stores: &'a Stores,
     pub(crate) env: &'a EnvOverlay,
     pub(crate) http: &'a HttpClients,
+    pub(crate) broker: &'a crate::choria::Broker,
 }
 
 /// One runnable task attempt.
@@ -276,7 +287,8 @@ pub(crate) fn build(
         TaskKind::Slack => Ok(Box::new(slack::SlackTask::new(props)?)),
         TaskKind::GraphiteEvent => Ok(Box::new(graphite::GraphiteTask::new(props)?)),
         TaskKind::Data => Ok(Box::new(data::DataTask::new(props)?)),
-        TaskKind::Mcollective | TaskKind::McollectiveAssert | TaskKind::Bolt => {
+        TaskKind::Mcollective => Ok(Box::new(rpc::RpcTask::new(props)?)),
+        TaskKind::McollectiveAssert | TaskKind::Bolt => {
             Ok(Box::new(unavailable::UnavailableTask::new(kind, props)?))
         }
     }

@@ -1,5 +1,5 @@
-//! Task types that parse and validate but cannot run in this build (`mcollective` needs a
-//! Choria RPC client; `mcollective_assert` and `bolt` are historical).
+//! Task types that parse and validate but cannot run in this build (`mcollective_assert` and
+//! `bolt` are historical).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};

@@ -1,0 +1,200 @@
+//! `emulator scrape`: polls emulator `/debug/vars` and nats-server monitor endpoints into a
+//! JSONL time series, and draws it as an HTML page.
+//!
+//! Stages: poll every endpoint each interval → one JSON line per endpoint per sample
+//! (`samples.jsonl`) → rates derived from counters → `scrape.html`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::report::{self, Series};
+
+/// Polls emulators and nats-servers into a time series.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "emulator scrape")]
+pub struct ScrapeArgs {
+    /// Emulator HTTP address (`http://host:8080` or the full /debug/vars URL); repeatable.
+    #[arg(long = "vars")]
+    pub vars: Vec<String>,
+    /// nats-server monitor address (`http://host:8222`); repeatable.
+    #[arg(long = "nats-monitor")]
+    pub nats: Vec<String>,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Seconds to scrape for.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+    /// Directory for samples.jsonl and scrape.html.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// No per-sample lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn vars_url(base: &str) -> String {
+    if base.contains("/debug/vars") {
+        base.to_owned()
+    } else {
+        format!("{}/debug/vars", base.trim_end_matches('/'))
+    }
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let response = http.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// The fields of one emulator sample.
+fn emulator_fields(v: &Value) -> Value {
+    json!({
+        "connected": v["emulator"]["instances"]["connected"],
+        "configured": v["config"]["instances"],
+        "rss_bytes": v["memstats"]["Sys"],
+        "requests": v["emulator"]["requests"]["received"],
+        "replies": v["emulator"]["replies"]["sent"],
+        "invalid": v["emulator"]["requests"]["invalid"],
+        "reconnects": v["emulator"]["instances"]["reconnects"],
+    })
+}
+
+async fn nats_fields(http: &reqwest::Client, base: &str) -> Result<Value, String> {
+    let base = base.trim_end_matches('/');
+    let varz = get(http, &format!("{base}/varz")).await?;
+    let connz = get(http, &format!("{base}/connz?limit=1")).await?;
+    let subsz = get(http, &format!("{base}/subsz")).await?;
+    Ok(json!({
+        "connections": varz["connections"],
+        "connz_connections": connz["total"],
+        "subscriptions": subsz["num_subscriptions"],
+        "slow_consumers": varz["slow_consumers"],
+        "mem_bytes": varz["mem"],
+        "in_msgs": varz["in_msgs"],
+        "out_msgs": varz["out_msgs"],
+    }))
+}
+
+/// Runs the scraper; returns the exit code.
+pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
+    if args.vars.is_empty() && args.nats.is_empty() {
+        bail!("nothing to scrape: give --vars and/or --nats-monitor");
+    }
+    if !args.interval.is_finite() || args.interval <= 0.0 {
+        bail!("--interval must be a positive number of seconds");
+    }
+    if !args.duration.is_finite() || args.duration < 0.0 {
+        bail!("--duration must be a non-negative number of seconds");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join("samples.jsonl");
+    let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()?;
+    let started = Instant::now();
+    let mut samples: Vec<Value> = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(args.interval));
+    let mut errors = 0usize;
+    loop {
+        ticker.tick().await;
+        let t = started.elapsed().as_secs_f64();
+        for base in &args.vars {
+            let url = vars_url(base);
+            let line = match get(&http, &url).await {
+                Ok(v) => json!({"t": t, "kind": "emulator", "source": url, "fields": emulator_fields(&v)}),
+                Err(e) => {
+                    errors += 1;
+                    json!({"t": t, "kind": "emulator", "source": url, "error": e})
+                }
+            };
+            writeln!(file, "{line}")?;
+            samples.push(line);
+        }
+        for base in &args.nats {
+            let line = match nats_fields(&http, base).await {
+                Ok(f) => json!({"t": t, "kind": "nats", "source": base, "fields": f}),
+                Err(e) => {
+                    errors += 1;
+                    json!({"t": t, "kind": "nats", "source": base, "error": e})
+                }
+            };
+            writeln!(file, "{line}")?;
+            samples.push(line);
+        }
+        if !args.quiet {
+            eprintln!("scrape: t={t:.1}s samples={} errors={errors}", samples.len());
+        }
+        if started.elapsed().as_secs_f64() + args.interval > args.duration {
+            break;
+        }
+    }
+    file.flush()?;
+    std::fs::write(args.out.join("scrape.html"), html(&samples))?;
+    println!(
+        "scraped {} samples ({errors} failed) into {}",
+        samples.len(),
+        args.out.display()
+    );
+    Ok(0)
+}
+
+/// Series of `field` per source of `kind`; counters become per-second rates when `rate`.
+fn series(samples: &[Value], kind: &str, field: &str, rate: bool, scale: f64) -> Vec<Series> {
+    let mut by_source: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s["kind"] == kind) {
+        if let (Some(t), Some(v)) = (s["t"].as_f64(), s["fields"][field].as_f64()) {
+            by_source
+                .entry(s["source"].as_str().unwrap_or_default().to_owned())
+                .or_default()
+                .push((t, v / scale));
+        }
+    }
+    by_source
+        .into_iter()
+        .map(|(name, points)| {
+            let points = if rate {
+                points
+                    .windows(2)
+                    .map(|w| (w[1].0, ((w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)).max(0.0)))
+                    .collect()
+            } else {
+                points
+            };
+            Series { name, points }
+        })
+        .collect()
+}
+
+fn html(samples: &[Value]) -> String {
+    let charts = vec![
+        report::line_chart("Emulator instances connected", "seconds", "instances", &series(samples, "emulator", "connected", false, 1.0)),
+        report::line_chart("Emulator memory", "seconds", "MiB", &series(samples, "emulator", "rss_bytes", false, 1048576.0)),
+        report::line_chart("Emulator requests per second", "seconds", "requests/s", &series(samples, "emulator", "requests", true, 1.0)),
+        report::line_chart("Emulator replies per second", "seconds", "replies/s", &series(samples, "emulator", "replies", true, 1.0)),
+        report::line_chart("Broker connections", "seconds", "connections", &series(samples, "nats", "connections", false, 1.0)),
+        report::line_chart("Broker subscriptions", "seconds", "subscriptions", &series(samples, "nats", "subscriptions", false, 1.0)),
+        report::line_chart("Broker slow consumers", "seconds", "slow consumers", &series(samples, "nats", "slow_consumers", false, 1.0)),
+        report::line_chart("Broker memory", "seconds", "MiB", &series(samples, "nats", "mem_bytes", false, 1048576.0)),
+    ];
+    let errors = samples.iter().filter(|s| s.get("error").is_some()).count();
+    report::page(
+        "Choria fleet scrape",
+        &[
+            ("samples".to_owned(), samples.len().to_string()),
+            ("failed samples".to_owned(), errors.to_string()),
+        ],
+        &charts,
+    )
+}

@@ -1,0 +1,278 @@
+//! The `etcd` data store: etcd v3 through its JSON gRPC gateway (`/v3/...`, keys and values
+//! base64), so no protobuf toolchain is needed.
+//!
+//! Locks: a lease of `ttl` seconds (minimum 10) kept alive every `ttl - 5` seconds, and a
+//! transaction that creates the key bound to the lease only if its `create_revision` is 0.
+//! Releasing revokes the lease (which deletes the key); if the process dies the lease expires
+//! and etcd deletes the key. etcd has no lock-delay.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Map, Value, json};
+
+use super::{DataStore, Lock, StoreError, StoreKind, check_path_key, seconds_prop, str_prop};
+
+/// Default client URL.
+pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:2379";
+
+#[derive(Clone)]
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: Value) -> Result<Value, StoreError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.post(&url).json(&body);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| StoreError::Failed(format!("etcd request to {url} failed: {e}")))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| StoreError::Failed(format!("etcd response from {url}: {e}")))?;
+        if !status.is_success() {
+            return Err(StoreError::Failed(format!(
+                "etcd {path} returned HTTP {status}: {}",
+                text.trim()
+            )));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Failed(format!("etcd {path} returned invalid JSON: {e}")))
+    }
+}
+
+pub(crate) struct EtcdStore {
+    api: Api,
+    ttl: u64,
+}
+
+fn b64(s: &str) -> String {
+    B64.encode(s.as_bytes())
+}
+
+impl EtcdStore {
+    pub(crate) async fn open(props: &Map<String, Value>) -> Result<Self, StoreError> {
+        let base = str_prop(props, "url")
+            .unwrap_or_else(|| DEFAULT_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(StoreError::Config(format!(
+                "etcd url should be http:// or https://, got {base}"
+            )));
+        }
+        let ttl = lock_ttl(props)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| StoreError::Failed(format!("cannot build HTTP client: {e}")))?;
+        let mut api = Api {
+            base,
+            http,
+            token: None,
+        };
+        if let Some(user) = str_prop(props, "user") {
+            let password = str_prop(props, "password").unwrap_or_default();
+            let reply = api
+                .post(
+                    "/v3/auth/authenticate",
+                    json!({"name": user, "password": password}),
+                )
+                .await?;
+            api.token = reply.get("token").and_then(Value::as_str).map(str::to_string);
+        }
+        Ok(Self { api, ttl })
+    }
+}
+
+/// The lock TTL: `ttl` seconds, negatives made positive, minimum 10, default 10.
+pub(crate) fn lock_ttl(props: &Map<String, Value>) -> Result<u64, StoreError> {
+    let ttl = seconds_prop(props, "ttl")?.unwrap_or(10.0);
+    Ok((ttl.ceil() as u64).max(10))
+}
+
+#[async_trait]
+impl DataStore for EtcdStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Etcd
+    }
+
+    async fn read(&self, key: &str) -> Result<Value, StoreError> {
+        check_path_key(StoreKind::Etcd, key)?;
+        let reply = self.api.post("/v3/kv/range", json!({"key": b64(key)})).await?;
+        let value = reply
+            .get("kvs")
+            .and_then(Value::as_array)
+            .and_then(|kvs| kvs.first())
+            .and_then(|kv| kv.get("value"))
+            .and_then(Value::as_str);
+        match value {
+            Some(v) => {
+                let bytes = B64
+                    .decode(v)
+                    .map_err(|e| StoreError::Failed(format!("etcd value of {key}: {e}")))?;
+                Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            // An empty value is omitted by the gateway; a present key has a kvs entry.
+            None if reply
+                .get("kvs")
+                .and_then(Value::as_array)
+                .is_some_and(|k| !k.is_empty()) =>
+            {
+                Ok(Value::String(String::new()))
+            }
+            None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
+        }
+    }
+
+    async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+        check_path_key(StoreKind::Etcd, key)?;
+        let text = crate::template::stringify(value);
+        self.api
+            .post("/v3/kv/put", json!({"key": b64(key), "value": b64(&text)}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_path_key(StoreKind::Etcd, key)?;
+        self.api
+            .post("/v3/kv/deleterange", json!({"key": b64(key)}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
+        check_path_key(StoreKind::Etcd, key)?;
+        let grant = self
+            .api
+            .post("/v3/lease/grant", json!({"TTL": self.ttl.to_string()}))
+            .await?;
+        let lease = match grant.get("ID") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(StoreError::Failed(format!(
+                    "etcd did not grant a lease: {grant}"
+                )));
+            }
+        };
+        let owner = super::lock_owner();
+        let txn = json!({
+            "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": b64(key), "value": b64(&owner), "lease": lease}}],
+        });
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reply = match self.api.post("/v3/kv/txn", txn.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    revoke(&self.api, &lease).await;
+                    return Err(e);
+                }
+            };
+            if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
+                break;
+            }
+            if tokio::time::Instant::now() + super::LOCK_POLL > deadline {
+                revoke(&self.api, &lease).await;
+                return Err(StoreError::LockTimeout {
+                    key: key.to_string(),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            tokio::time::sleep(super::LOCK_POLL).await;
+        }
+        tracing::debug!(key, lease, "etcd lock obtained");
+        let lost = Arc::new(AtomicBool::new(false));
+        let keeper = {
+            let api = self.api.clone();
+            let lease = lease.clone();
+            let lost = lost.clone();
+            let every = Duration::from_secs(self.ttl.saturating_sub(5).max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let ok = match api.post("/v3/lease/keepalive", json!({"ID": lease})).await {
+                        Ok(reply) => reply
+                            .get("result")
+                            .and_then(|r| r.get("TTL"))
+                            .and_then(|t| match t {
+                                Value::String(s) => s.parse::<i64>().ok(),
+                                Value::Number(n) => n.as_i64(),
+                                _ => None,
+                            })
+                            .is_some_and(|ttl| ttl > 0),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "etcd lease keep-alive failed");
+                            false
+                        }
+                    };
+                    if !ok {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Box::new(EtcdLock {
+            api: self.api.clone(),
+            key: key.to_string(),
+            lease,
+            lost,
+            keeper,
+        }))
+    }
+}
+
+async fn revoke(api: &Api, lease: &str) {
+    if let Err(e) = api.post("/v3/lease/revoke", json!({"ID": lease})).await {
+        tracing::warn!(error = %e, "could not revoke etcd lease {lease}");
+    }
+}
+
+struct EtcdLock {
+    api: Api,
+    key: String,
+    lease: String,
+    lost: Arc<AtomicBool>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+#[async_trait]
+impl Lock for EtcdLock {
+    fn path(&self) -> &str {
+        &self.key
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost.load(Ordering::SeqCst).then(|| {
+            format!(
+                "the etcd lease holding lock {} expired or could not be renewed",
+                self.key
+            )
+        })
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), StoreError> {
+        self.keeper.abort();
+        self.api
+            .post("/v3/lease/revoke", json!({"ID": self.lease}))
+            .await
+            .map(|_| ())
+    }
+}

@@ -15,12 +15,15 @@ use crate::rpc::{RpcReply, RpcRequest, StatusCode};
 /// Default `size` of `generate` when the request gives none.
 pub const DEFAULT_GENERATE_SIZE: u64 = 20;
 
-/// The agents a daemon hosts. `Emulated(n)` is `emulated<n>`.
+/// The agents a daemon hosts. `Emulated(n)` is `emulated<n>`; `Emulator` is the management
+/// agent only the node daemon hosts (its actions need a runtime, so the node daemon serves
+/// them itself; [`handle`] refuses them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AgentId {
     Discovery,
     Rpcutil,
     Emulated(u32),
+    Emulator,
 }
 
 impl AgentId {
@@ -43,6 +46,7 @@ impl AgentId {
             AgentId::Discovery => Cow::Borrowed("discovery"),
             AgentId::Rpcutil => Cow::Borrowed("rpcutil"),
             AgentId::Emulated(n) => Cow::Owned(format!("emulated{n}")),
+            AgentId::Emulator => Cow::Borrowed("emulator"),
         }
     }
 
@@ -59,6 +63,7 @@ impl AgentId {
             AgentId::Discovery => ddl::DISCOVERY,
             AgentId::Rpcutil => ddl::RPCUTIL,
             AgentId::Emulated(_) => ddl::EMULATED,
+            AgentId::Emulator => ddl::EMULATOR,
         };
         // The DDL files are compiled in and covered by a unit test, so parsing cannot fail at
         // run time; fall back to a minimal record all the same rather than panic.
@@ -130,6 +135,13 @@ pub fn handle(
         AgentId::Emulated(_) => {
             Some(rpc(payload, agent, |req| emulated(req, agent, limits)).to_text())
         }
+        AgentId::Emulator => Some(
+            RpcReply::error(
+                StatusCode::UnknownError,
+                "the emulator agent is served by the node daemon",
+            )
+            .to_text(),
+        ),
     }
 }
 

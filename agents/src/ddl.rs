@@ -28,6 +28,8 @@ pub const DISCOVERY: &str = include_str!("../ddl/discovery.json");
 pub const RPCUTIL: &str = include_str!("../ddl/rpcutil.json");
 /// The raw DDL text shared by every `emulatedN` agent (its name reads `emulated0`).
 pub const EMULATED: &str = include_str!("../ddl/emulated.json");
+/// The raw DDL text of the `emulator` management agent.
+pub const EMULATOR: &str = include_str!("../ddl/emulator.json");
 
 /// Parses a DDL document.
 pub fn parse(text: &str) -> Result<Ddl, serde_json::Error> {
@@ -64,5 +66,8 @@ mod tests {
         let emulated = parse(EMULATED).unwrap();
         assert_eq!(emulated.metadata.name, "emulated0");
         assert_eq!(emulated.actions[0]["input"]["size"]["default"], 20);
+        let manager = parse(EMULATOR).unwrap();
+        assert_eq!(manager.metadata.name, "emulator");
+        assert_eq!(manager.actions.len(), 6);
     }
 }

@@ -109,5 +109,7 @@ pub fn statuscode_of(body: &str) -> Option<StatusCode> {
     struct Status {
         statuscode: StatusCode,
     }
-    serde_json::from_str::<Status>(body).ok().map(|s| s.statuscode)
+    serde_json::from_str::<Status>(body)
+        .ok()
+        .map(|s| s.statuscode)
 }

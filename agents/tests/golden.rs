@@ -259,6 +259,9 @@ fn base64_with_ruby_line_breaks_decodes() {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join("\n");
-    assert_eq!(codec::decode_base64(&wrapped).unwrap(), fixture("c_secure_request").as_bytes());
+    assert_eq!(
+        codec::decode_base64(&wrapped).unwrap(),
+        fixture("c_secure_request").as_bytes()
+    );
     assert!(codec::decode_base64("!!").is_err());
 }

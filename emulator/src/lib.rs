@@ -22,6 +22,7 @@ mod http;
 mod instance;
 pub mod limits;
 pub mod measure;
+pub mod node;
 pub mod report;
 pub mod scrape;
 mod shared;

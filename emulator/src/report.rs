@@ -44,7 +44,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         for (i, s) in series.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), colour.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
         }
@@ -60,7 +63,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     })();
     match drawn {
         Ok(()) => svg,
-        Err(e) => format!("<p class=\"error\">{}: {}</p>", escape(title), escape(&e.to_string())),
+        Err(e) => format!(
+            "<p class=\"error\">{}: {}</p>",
+            escape(title),
+            escape(&e.to_string())
+        ),
     }
 }
 
@@ -72,30 +79,37 @@ pub fn histogram(title: &str, x_label: &str, width: f64, counts: &[usize]) -> St
     let y_max = counts.iter().copied().max().unwrap_or(1) as f64;
     let x_max = counts.len() as f64 * width;
     let mut svg = String::new();
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max.max(1e-9), 0.0..(y_max * 1.1).max(1.0))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc("replies")
-            .draw()?;
-        chart.draw_series(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| {
-            let x0 = i as f64 * width;
-            Rectangle::new([(x0, 0.0), (x0 + width, *c as f64)], BLUE.mix(0.6).filled())
-        }))?;
-        root.present()?;
-        Ok(())
-    })();
+    let drawn =
+        (|| -> Result<(), Box<dyn std::error::Error>> {
+            let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.0..x_max.max(1e-9), 0.0..(y_max * 1.1).max(1.0))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc("replies")
+                .draw()?;
+            chart.draw_series(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(
+                |(i, c)| {
+                    let x0 = i as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width, *c as f64)], BLUE.mix(0.6).filled())
+                },
+            ))?;
+            root.present()?;
+            Ok(())
+        })();
     match drawn {
         Ok(()) => svg,
-        Err(e) => format!("<p class=\"error\">{}: {}</p>", escape(title), escape(&e.to_string())),
+        Err(e) => format!(
+            "<p class=\"error\">{}: {}</p>",
+            escape(title),
+            escape(&e.to_string())
+        ),
     }
 }
 
@@ -127,7 +141,15 @@ mod tests {
 
     #[test]
     fn charts_are_svg_with_shapes() {
-        let svg = line_chart("t", "x", "y", &[Series { name: "a".into(), points: vec![(0.0, 0.0), (1.0, 2.0)] }]);
+        let svg = line_chart(
+            "t",
+            "x",
+            "y",
+            &[Series {
+                name: "a".into(),
+                points: vec![(0.0, 0.0), (1.0, 2.0)],
+            }],
+        );
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("<polyline") || svg.contains("<path"), "{svg}");
         let h = histogram("h", "ms", 10.0, &[1, 0, 3]);

@@ -98,7 +98,8 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("samples.jsonl");
-    let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
@@ -113,7 +114,9 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
         for base in &args.vars {
             let url = vars_url(base);
             let line = match get(&http, &url).await {
-                Ok(v) => json!({"t": t, "kind": "emulator", "source": url, "fields": emulator_fields(&v)}),
+                Ok(v) => {
+                    json!({"t": t, "kind": "emulator", "source": url, "fields": emulator_fields(&v)})
+                }
                 Err(e) => {
                     errors += 1;
                     json!({"t": t, "kind": "emulator", "source": url, "error": e})
@@ -134,7 +137,10 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
             samples.push(line);
         }
         if !args.quiet {
-            eprintln!("scrape: t={t:.1}s samples={} errors={errors}", samples.len());
+            eprintln!(
+                "scrape: t={t:.1}s samples={} errors={errors}",
+                samples.len()
+            );
         }
         if started.elapsed().as_secs_f64() + args.interval > args.duration {
             break;
@@ -167,7 +173,12 @@ fn series(samples: &[Value], kind: &str, field: &str, rate: bool, scale: f64) ->
             let points = if rate {
                 points
                     .windows(2)
-                    .map(|w| (w[1].0, ((w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)).max(0.0)))
+                    .map(|w| {
+                        (
+                            w[1].0,
+                            ((w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)).max(0.0),
+                        )
+                    })
                     .collect()
             } else {
                 points
@@ -179,14 +190,54 @@ fn series(samples: &[Value], kind: &str, field: &str, rate: bool, scale: f64) ->
 
 fn html(samples: &[Value]) -> String {
     let charts = vec![
-        report::line_chart("Emulator instances connected", "seconds", "instances", &series(samples, "emulator", "connected", false, 1.0)),
-        report::line_chart("Emulator memory", "seconds", "MiB", &series(samples, "emulator", "rss_bytes", false, 1048576.0)),
-        report::line_chart("Emulator requests per second", "seconds", "requests/s", &series(samples, "emulator", "requests", true, 1.0)),
-        report::line_chart("Emulator replies per second", "seconds", "replies/s", &series(samples, "emulator", "replies", true, 1.0)),
-        report::line_chart("Broker connections", "seconds", "connections", &series(samples, "nats", "connections", false, 1.0)),
-        report::line_chart("Broker subscriptions", "seconds", "subscriptions", &series(samples, "nats", "subscriptions", false, 1.0)),
-        report::line_chart("Broker slow consumers", "seconds", "slow consumers", &series(samples, "nats", "slow_consumers", false, 1.0)),
-        report::line_chart("Broker memory", "seconds", "MiB", &series(samples, "nats", "mem_bytes", false, 1048576.0)),
+        report::line_chart(
+            "Emulator instances connected",
+            "seconds",
+            "instances",
+            &series(samples, "emulator", "connected", false, 1.0),
+        ),
+        report::line_chart(
+            "Emulator memory",
+            "seconds",
+            "MiB",
+            &series(samples, "emulator", "rss_bytes", false, 1048576.0),
+        ),
+        report::line_chart(
+            "Emulator requests per second",
+            "seconds",
+            "requests/s",
+            &series(samples, "emulator", "requests", true, 1.0),
+        ),
+        report::line_chart(
+            "Emulator replies per second",
+            "seconds",
+            "replies/s",
+            &series(samples, "emulator", "replies", true, 1.0),
+        ),
+        report::line_chart(
+            "Broker connections",
+            "seconds",
+            "connections",
+            &series(samples, "nats", "connections", false, 1.0),
+        ),
+        report::line_chart(
+            "Broker subscriptions",
+            "seconds",
+            "subscriptions",
+            &series(samples, "nats", "subscriptions", false, 1.0),
+        ),
+        report::line_chart(
+            "Broker slow consumers",
+            "seconds",
+            "slow consumers",
+            &series(samples, "nats", "slow_consumers", false, 1.0),
+        ),
+        report::line_chart(
+            "Broker memory",
+            "seconds",
+            "MiB",
+            &series(samples, "nats", "mem_bytes", false, 1048576.0),
+        ),
     ];
     let errors = samples.iter().filter(|s| s.get("error").is_some()).count();
     report::page(

@@ -123,6 +123,7 @@ impl Stats {
             AgentId::Discovery => 0,
             AgentId::Rpcutil => 1,
             AgentId::Emulated(n) => 2 + n as usize,
+            AgentId::Emulator => return None,
         };
         self.agents.get(index).map(|(_, c)| c)
     }

@@ -4,6 +4,7 @@
 mod corpus;
 mod hooks;
 mod inputs;
+mod locks;
 mod nodes;
 mod rpc;
 mod run;

@@ -466,6 +466,7 @@ async fn session_info(State(st): State<St>, Path(id): Path<String>) -> Response 
 pub struct ConsulConformance {
     addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    tick: tokio::task::JoinHandle<()>,
 }
 
 impl ConsulConformance {
@@ -493,18 +494,17 @@ impl ConsulConformance {
             .local_addr()
             .unwrap_or_else(|e| panic!("no local address: {e}"));
         let reaper = state.clone();
-        let task = tokio::spawn(async move {
-            // Expire sessions even when nobody asks.
-            let tick = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    reaper.reap();
-                }
-            });
-            let _ = axum::serve(listener, app).await;
-            tick.abort();
+        // Expire sessions even when nobody asks.
+        let tick = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                reaper.reap();
+            }
         });
-        ConsulConformance { addr, task }
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ConsulConformance { addr, task, tick }
     }
 
     /// `http://127.0.0.1:<port>`, suitable for `CONSUL_HTTP_ADDR`.
@@ -516,5 +516,6 @@ impl ConsulConformance {
 impl Drop for ConsulConformance {
     fn drop(&mut self) {
         self.task.abort();
+        self.tick.abort();
     }
 }

@@ -3,6 +3,15 @@
 //!
 //! - [`NatsServer`]: a real `nats-server` (the emulator's own launcher) plus its monitoring
 //!   endpoints `/varz`, `/connz` (all pages) and `/subsz`.
+//! - [`Etcd`]: a real `etcd` 3.4 member on free loopback ports ([`etcd`]).
+//! - [`ConsulConformance`]: an in-process server following the documented Consul KV and
+//!   session HTTP semantics ([`consul`]); it is not Consul.
+
+pub mod consul;
+pub mod etcd;
+
+pub use consul::ConsulConformance;
+pub use etcd::Etcd;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

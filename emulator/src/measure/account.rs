@@ -110,7 +110,8 @@ pub fn account(
                             *a.failed.entry(code).or_default() += 1;
                         }
                         answered.insert(reply.sender.clone());
-                        a.times.push((reply.sender.clone(), event.elapsed.as_nanos()));
+                        a.times
+                            .push((reply.sender.clone(), event.elapsed.as_nanos()));
                     }
                 }
             }
@@ -131,7 +132,9 @@ pub fn buckets(times: &[(String, u128)]) -> Vec<usize> {
     let width = Duration::from_millis(10).as_nanos();
     let mut out: Vec<usize> = Vec::new();
     for (_, ns) in times {
-        let i = usize::try_from(ns / width).unwrap_or(usize::MAX).min(100_000);
+        let i = usize::try_from(ns / width)
+            .unwrap_or(usize::MAX)
+            .min(100_000);
         if out.len() <= i {
             out.resize(i + 1, 0);
         }
@@ -186,10 +189,23 @@ mod tests {
                 },
             ],
         };
-        let expected: BTreeSet<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+        let expected: BTreeSet<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let a = account(&collected, &expected, 6, false);
         assert_eq!(a.messages, 7);
-        assert_eq!((a.ok, a.failed_total(), a.duplicates, a.unexpected, a.late, a.malformed), (1, 1, 1, 1, 1, 2));
+        assert_eq!(
+            (
+                a.ok,
+                a.failed_total(),
+                a.duplicates,
+                a.unexpected,
+                a.late,
+                a.malformed
+            ),
+            (1, 1, 1, 1, 1, 2)
+        );
         assert_eq!(a.failed.get(&4), Some(&1));
         assert_eq!(a.answered, 2);
         assert_eq!(a.missing, vec!["c", "d", "e"]);

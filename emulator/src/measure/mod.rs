@@ -27,7 +27,12 @@ pub use results::Summary;
 #[command(name = "emulator measure")]
 pub struct MeasureArgs {
     /// NATS server host:port or nats://host:port (repeatable).
-    #[arg(long = "server", env = "MEASURE_SERVERS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "server",
+        env = "MEASURE_SERVERS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub servers: Vec<String>,
     /// Collective to address.
     #[arg(long, default_value = "mcollective")]
@@ -182,7 +187,11 @@ pub fn parse_fact(text: &str) -> anyhow::Result<FactFilter> {
             }
             return Ok(FactFilter {
                 fact: name.to_owned(),
-                operator: if op == "=" { "==".into() } else { op.to_owned() },
+                operator: if op == "=" {
+                    "==".into()
+                } else {
+                    op.to_owned()
+                },
                 value: value.trim().to_owned(),
             });
         }
@@ -270,7 +279,13 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         Mode::Broadcast => Targets::Broadcast,
         Mode::Direct => Targets::Direct(discovered.clone()),
     };
-    let mut call = Call::rpc(&args.agent, &args.action, data, targets, Duration::from_secs_f64(args.timeout));
+    let mut call = Call::rpc(
+        &args.agent,
+        &args.action,
+        data,
+        targets,
+        Duration::from_secs_f64(args.timeout),
+    );
     call.filter = filter;
     call.expected = Some(expect);
     call.late_window = Duration::from_secs_f64(args.late_window);
@@ -434,7 +449,10 @@ mod tests {
     #[test]
     fn fact_filters_parse() {
         let f = parse_fact("shard>=3").unwrap();
-        assert_eq!((f.fact.as_str(), f.operator.as_str(), f.value.as_str()), ("shard", ">=", "3"));
+        assert_eq!(
+            (f.fact.as_str(), f.operator.as_str(), f.value.as_str()),
+            ("shard", ">=", "3")
+        );
         assert_eq!(parse_fact("role=emulator").unwrap().operator, "==");
         assert_eq!(parse_fact("id=~^a").unwrap().operator, "=~");
         assert!(parse_fact("nonsense").is_err());
@@ -454,6 +472,8 @@ mod tests {
         assert!(parse(&["--rate", "0"]).is_err());
         assert!(parse(&["--timeout", "-1"]).is_err());
         assert!(parse(&["--tolerance", "2"]).is_err());
-        assert!(MeasureArgs::try_parse_from(["measure", "--server", "x:1", "--expect", "-3"]).is_err());
+        assert!(
+            MeasureArgs::try_parse_from(["measure", "--server", "x:1", "--expect", "-3"]).is_err()
+        );
     }
 }

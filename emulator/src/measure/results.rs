@@ -120,7 +120,11 @@ impl Summary {
     pub fn accounting_line(&self) -> String {
         format!(
             "accounting {}: expected {} = {} answered + {} missing; {} messages = {} ok + {} failed + {} duplicate + {} late + {} bad hash + {} malformed + {} unexpected",
-            if self.accounting_closes { "closes" } else { "DOES NOT CLOSE" },
+            if self.accounting_closes {
+                "closes"
+            } else {
+                "DOES NOT CLOSE"
+            },
             self.expected,
             self.answered,
             self.missing,
@@ -141,17 +145,48 @@ impl Summary {
         let mut row = |k: &str, v: String| {
             let _ = writeln!(out, "  {k:<22} {v}");
         };
-        row("requests", format!("{} x {}.{} ({} bytes, {})", self.requests, self.agent, self.action, self.payload_bytes, self.mode));
-        row("discovered", format!("{} nodes in {:.3}s", self.discovered, self.discovery_seconds));
+        row(
+            "requests",
+            format!(
+                "{} x {}.{} ({} bytes, {})",
+                self.requests, self.agent, self.action, self.payload_bytes, self.mode
+            ),
+        );
+        row(
+            "discovered",
+            format!(
+                "{} nodes in {:.3}s",
+                self.discovered, self.discovery_seconds
+            ),
+        );
         row("expected replies", self.expected.to_string());
-        row("answered", format!("{} ({} ok, {} failed)", self.answered, self.ok, self.failed));
+        row(
+            "answered",
+            format!("{} ({} ok, {} failed)", self.answered, self.ok, self.failed),
+        );
         row("missing", self.missing.to_string());
-        row("duplicates / late", format!("{} / {}", self.duplicates, self.late));
-        row("bad hash / malformed", format!("{} / {}", self.bad_hash, self.malformed));
-        row("replies per second", format!("{:.0}", self.replies_per_second));
-        let p = |k: &str| self.latency_ms.get(k).map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+        row(
+            "duplicates / late",
+            format!("{} / {}", self.duplicates, self.late),
+        );
+        row(
+            "bad hash / malformed",
+            format!("{} / {}", self.bad_hash, self.malformed),
+        );
+        row(
+            "replies per second",
+            format!("{:.0}", self.replies_per_second),
+        );
+        let p = |k: &str| {
+            self.latency_ms
+                .get(k)
+                .map_or("-".to_owned(), |v| format!("{v:.1} ms"))
+        };
         row("latency p50 / p90", format!("{} / {}", p("p50"), p("p90")));
-        row("latency p99 / p99.9", format!("{} / {}", p("p99"), p("p99.9")));
+        row(
+            "latency p99 / p99.9",
+            format!("{} / {}", p("p99"), p("p99.9")),
+        );
         row("latency max", p("max"));
         if !self.missing_identities.is_empty() {
             let names: Vec<String> = self
@@ -173,7 +208,11 @@ fn unreachable_histogram() -> Histogram<u64> {
 }
 
 /// Writes requests.csv, times.csv, time_buckets.csv, summary.json and report.html into `dir`.
-pub(super) fn write_all(dir: &Path, accounts: &[RequestAccount], summary: &Summary) -> std::io::Result<()> {
+pub(super) fn write_all(
+    dir: &Path,
+    accounts: &[RequestAccount],
+    summary: &Summary,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut requests = String::from(
         "request,round,worker,requestid,expected,published,publish_ns,request_ns,messages,answered,ok,failed,duplicates,late,bad_hash,malformed,unexpected,missing\n",
@@ -228,7 +267,12 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
         all_times.extend(a.times.iter().cloned());
     }
     let total_buckets = buckets(&all_times);
-    let hist = report::histogram("Reply times (all requests)", "milliseconds", 10.0, &total_buckets);
+    let hist = report::histogram(
+        "Reply times (all requests)",
+        "milliseconds",
+        10.0,
+        &total_buckets,
+    );
     // Cumulative replies over time, one line per request (at most 20).
     let cumulative: Vec<Series> = accounts
         .iter()
@@ -246,7 +290,12 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
             }
         })
         .collect();
-    let cum = report::line_chart("Cumulative replies per request", "milliseconds", "replies", &cumulative);
+    let cum = report::line_chart(
+        "Cumulative replies per request",
+        "milliseconds",
+        "replies",
+        &cumulative,
+    );
     let per_request: Vec<Series> = accounts
         .iter()
         .take(20)
@@ -259,19 +308,37 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
                 .collect(),
         })
         .collect();
-    let bucket_chart = report::line_chart("Replies per 10 ms bucket", "milliseconds", "replies", &per_request);
+    let bucket_chart = report::line_chart(
+        "Replies per 10 ms bucket",
+        "milliseconds",
+        "replies",
+        &per_request,
+    );
     let mut facts = vec![
         ("requests".to_owned(), summary.requests.to_string()),
-        ("call".to_owned(), format!("{}.{} ({} bytes, {})", summary.agent, summary.action, summary.payload_bytes, summary.mode)),
+        (
+            "call".to_owned(),
+            format!(
+                "{}.{} ({} bytes, {})",
+                summary.agent, summary.action, summary.payload_bytes, summary.mode
+            ),
+        ),
         ("discovered".to_owned(), summary.discovered.to_string()),
         ("expected replies".to_owned(), summary.expected.to_string()),
         ("answered".to_owned(), summary.answered.to_string()),
         ("missing".to_owned(), summary.missing.to_string()),
-        ("replies per second".to_owned(), format!("{:.0}", summary.replies_per_second)),
+        (
+            "replies per second".to_owned(),
+            format!("{:.0}", summary.replies_per_second),
+        ),
         ("accounting".to_owned(), summary.accounting_line()),
     ];
     for (k, v) in &summary.latency_ms {
         facts.push((format!("latency {k}"), format!("{v:.2} ms")));
     }
-    report::page("Choria fleet measurement", &facts, &[hist, cum, bucket_chart])
+    report::page(
+        "Choria fleet measurement",
+        &facts,
+        &[hist, cum, bucket_chart],
+    )
 }

@@ -5,5 +5,6 @@ mod common;
 mod filters;
 mod garbage;
 mod measure;
+mod node;
 mod rpc;
 mod topology;

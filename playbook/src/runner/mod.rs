@@ -111,7 +111,8 @@ pub(crate) struct Run<'a> {
     started: Instant,
     renderer: Renderer,
     http: HttpClients,
-    locks: Vec<Box<dyn Lock>>,
+    /// Held locks with their `store/key` paths.
+    locks: Vec<(String, Box<dyn Lock>)>,
     broker: crate::choria::Broker,
     /// The templated top-level `uses` (agent → version range).
     uses: BTreeMap<String, String>,
@@ -290,19 +291,18 @@ impl Run<'_> {
             let held = store.lock(key, timeout).await?;
             self.log
                 .info("pre.locks", format!("Obtained playbook lock {path}"));
-            self.locks.push(held);
+            self.locks.push((path, held));
         }
         Ok(())
     }
 
     /// Why a held lock was lost, if one was.
     pub(crate) fn lock_lost(&self) -> Option<String> {
-        self.locks.iter().find_map(|l| l.lost())
+        self.locks.iter().find_map(|(_, l)| l.lost())
     }
 
     async fn release_locks(&mut self) {
-        while let Some(lock) = self.locks.pop() {
-            let path = lock.path().to_string();
+        while let Some((path, lock)) = self.locks.pop() {
             self.log
                 .info("post", format!("Releasing playbook lock {path}"));
             if let Err(e) = lock.release().await {

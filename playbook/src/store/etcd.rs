@@ -195,6 +195,15 @@ impl DataStore for EtcdStore {
                     seconds: timeout.as_secs_f64(),
                 });
             }
+            // The lease must outlive a long wait.
+            if let Err(e) = self
+                .api
+                .post("/v3/lease/keepalive", json!({"ID": lease}))
+                .await
+            {
+                revoke(&self.api, &lease).await;
+                return Err(e);
+            }
             tokio::time::sleep(super::LOCK_POLL).await;
         }
         tracing::debug!(key, lease, "etcd lock obtained");

@@ -10,7 +10,8 @@ use testkit::{ConsulConformance, Etcd};
 
 use crate::test::Test;
 
-const HEADER: &str = "name: test\nversion: 1.0.0\nauthor: tester\ndescription: locks\nrun_as: choria=tester\n";
+const HEADER: &str =
+    "name: test\nversion: 1.0.0\nauthor: tester\ndescription: locks\nrun_as: choria=tester\n";
 
 /// Starts `playbook run pb.yaml` in `dir` without waiting.
 fn spawn(dir: &Path, env: &[(String, String)], args: &[&str]) -> Child {
@@ -40,7 +41,11 @@ fn finish(child: Child) -> (i32, String) {
 async fn wait_for(path: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,8 +79,16 @@ async fn lock_suite(kind: &str, etcd_url: &str, env: Vec<(String, String)>) {
         .expect("join");
     assert_eq!(a.0, 0, "{}", a.1);
     assert_eq!(b.0, 0, "{}", b.1);
-    assert!(a.1.contains("Obtaining playbook lock s/choria/locks/playbook/test"), "{}", a.1);
-    assert!(a.1.contains("Releasing playbook lock s/choria/locks/playbook/test"), "{}", a.1);
+    assert!(
+        a.1.contains("Obtaining playbook lock s/choria/locks/playbook/test"),
+        "{}",
+        a.1
+    );
+    assert!(
+        a.1.contains("Releasing playbook lock s/choria/locks/playbook/test"),
+        "{}",
+        a.1
+    );
     let log = std::fs::read_to_string(d.join("shared.log")).expect("log");
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 4, "{log}");
@@ -254,20 +267,34 @@ async fn client_suite(client: &ConsulClient, prefix: &str) {
     let key = format!("{prefix}/kv");
     let _ = client.kv_delete(&key, None).await;
     assert_eq!(client.kv_get(&key).await.expect("get"), None);
-    assert!(client.kv_put(&key, b"one", Some(0)).await.expect("cas create"));
-    assert!(!client.kv_put(&key, b"two", Some(0)).await.expect("cas exists"));
+    assert!(
+        client
+            .kv_put(&key, b"one", Some(0))
+            .await
+            .expect("cas create")
+    );
+    assert!(
+        !client
+            .kv_put(&key, b"two", Some(0))
+            .await
+            .expect("cas exists")
+    );
     let pair = client.kv_get(&key).await.expect("get").expect("present");
     assert_eq!(pair.value, b"one");
     assert_eq!(pair.lock_index, 0);
     assert!(pair.modify_index >= pair.create_index);
-    assert!(!client
-        .kv_put(&key, b"x", Some(pair.modify_index + 1000))
-        .await
-        .expect("stale cas"));
-    assert!(client
-        .kv_put(&key, b"two", Some(pair.modify_index))
-        .await
-        .expect("cas"));
+    assert!(
+        !client
+            .kv_put(&key, b"x", Some(pair.modify_index + 1000))
+            .await
+            .expect("stale cas")
+    );
+    assert!(
+        client
+            .kv_put(&key, b"two", Some(pair.modify_index))
+            .await
+            .expect("cas")
+    );
     assert!(!client.kv_delete(&key, Some(0)).await.expect("cas 0 delete"));
     assert!(client.kv_delete(&key, None).await.expect("delete"));
     assert_eq!(client.kv_get(&key).await.expect("get"), None);
@@ -283,15 +310,30 @@ async fn client_suite(client: &ConsulClient, prefix: &str) {
     let s1 = client.session_create(&request).await.expect("session");
     let s2 = client.session_create(&request).await.expect("session");
     assert!(client.kv_acquire(&lock, b"a", &s1).await.expect("acquire"));
-    assert!(client.kv_acquire(&lock, b"a2", &s1).await.expect("re-acquire by holder"));
-    assert!(!client.kv_acquire(&lock, b"b", &s2).await.expect("contended"));
+    assert!(
+        client
+            .kv_acquire(&lock, b"a2", &s1)
+            .await
+            .expect("re-acquire by holder")
+    );
+    assert!(
+        !client
+            .kv_acquire(&lock, b"b", &s2)
+            .await
+            .expect("contended")
+    );
     let held = client.kv_get(&lock).await.expect("get").expect("present");
     assert_eq!(held.session.as_deref(), Some(s1.as_str()));
     assert_eq!(held.lock_index, 1);
     assert_eq!(held.value, b"a2");
     // Locks are advisory: a plain write succeeds.
     assert!(client.kv_put(&lock, b"plain", None).await.expect("put"));
-    assert!(!client.kv_release(&lock, &s2).await.expect("release by other"));
+    assert!(
+        !client
+            .kv_release(&lock, &s2)
+            .await
+            .expect("release by other")
+    );
     assert!(client.kv_release(&lock, &s1).await.expect("release"));
     let released = client.kv_get(&lock).await.expect("get").expect("present");
     assert_eq!(released.session, None);
@@ -299,10 +341,23 @@ async fn client_suite(client: &ConsulClient, prefix: &str) {
     assert!(client.kv_acquire(&lock, b"b", &s2).await.expect("acquire"));
     // Destroying the holder's session starts the lock-delay: acquire answers false.
     client.session_destroy(&s2).await.expect("destroy");
-    client.session_destroy(&s2).await.expect("destroy is idempotent");
-    assert!(!client.kv_acquire(&lock, b"a", &s1).await.expect("lock-delay"));
+    client
+        .session_destroy(&s2)
+        .await
+        .expect("destroy is idempotent");
+    assert!(
+        !client
+            .kv_acquire(&lock, b"a", &s1)
+            .await
+            .expect("lock-delay")
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(client.kv_acquire(&lock, b"a", &s1).await.expect("after lock-delay"));
+    assert!(
+        client
+            .kv_acquire(&lock, b"a", &s1)
+            .await
+            .expect("after lock-delay")
+    );
     assert!(client.session_renew(&s1).await.is_ok());
     match client.session_renew(&s2).await {
         Err(ConsulError::SessionNotFound(id)) => assert_eq!(id, s2),
@@ -355,7 +410,12 @@ async fn consul_client_against_the_conformance_server() {
         })
         .await
         .expect("session");
-    assert!(client.kv_acquire("ttl/key", b"x", &s).await.expect("acquire"));
+    assert!(
+        client
+            .kv_acquire("ttl/key", b"x", &s)
+            .await
+            .expect("acquire")
+    );
     tokio::time::sleep(Duration::from_millis(10_300)).await;
     assert_eq!(client.kv_get("ttl/key").await.expect("get"), None);
     assert!(matches!(
@@ -371,13 +431,18 @@ async fn consul_client_against_the_conformance_server() {
             lock_delay: Duration::ZERO,
         })
         .await;
-    assert!(matches!(bad, Err(ConsulError::Status { status: 400, .. })), "{bad:?}");
+    assert!(
+        matches!(bad, Err(ConsulError::Status { status: 400, .. })),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_client_against_a_real_consul_when_configured() {
     if std::env::var("CONSUL_HTTP_ADDR").map_or(true, |a| a.trim().is_empty()) {
-        eprintln!("SKIPPED: CONSUL_HTTP_ADDR not set; the Consul client was not run against a real Consul");
+        eprintln!(
+            "SKIPPED: CONSUL_HTTP_ADDR not set; the Consul client was not run against a real Consul"
+        );
         return;
     }
     let client = ConsulClient::from_env().expect("client");

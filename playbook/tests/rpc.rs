@@ -159,7 +159,10 @@ fn unreachable_or_missing_broker_is_a_clear_error() {
         .run();
     Test::new()
         .playbook("tasks:\n  - rpc:\n      action: rpcutil.ping\n      nodes: [a]\n")
-        .file("client.conf", &format!("plugin.choria.middleware_hosts = {server}\n"))
+        .file(
+            "client.conf",
+            &format!("plugin.choria.middleware_hosts = {server}\n"),
+        )
         .args(&["run", "pb.yaml", "--config", "client.conf"])
         .stderr_has("cannot connect to the Choria broker at nats://127.0.0.1:")
         .status(1)

@@ -96,12 +96,11 @@ fn invalidate(g: &mut Inner, id: &str) {
     };
     g.index += 1;
     let index = g.index;
-    let held: Vec<String> = g
-        .kv
-        .iter()
-        .filter(|(_, e)| e.session.as_deref() == Some(id))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let held: Vec<String> =
+        g.kv.iter()
+            .filter(|(_, e)| e.session.as_deref() == Some(id))
+            .map(|(k, _)| k.clone())
+            .collect();
     for key in held {
         match session.behavior {
             Behavior::Delete => {
@@ -243,7 +242,10 @@ async fn kv_put(
             if !g.sessions.contains_key(session) {
                 return Err((StatusCode::INTERNAL_SERVER_ERROR, "invalid session".into()));
             }
-            if g.delays.get(&key).is_some_and(|until| *until > Instant::now()) {
+            if g.delays
+                .get(&key)
+                .is_some_and(|until| *until > Instant::now())
+            {
                 return Ok(false);
             }
             let next = g.index + 1;
@@ -304,7 +306,10 @@ async fn kv_put(
             }
         }
         if body.len() > 512 * 1024 {
-            return Err((StatusCode::PAYLOAD_TOO_LARGE, "Value exceeds 524288 byte limit".into()));
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Value exceeds 524288 byte limit".into(),
+            ));
         }
         let next = g.index + 1;
         let flags = q.get("flags").and_then(|f| f.parse().ok());
@@ -375,7 +380,13 @@ async fn session_create(State(st): State<St>, body: Bytes) -> Response {
     } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(e) => return (StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")).into_response(),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("Request decode failed: {e}"),
+                )
+                    .into_response();
+            }
         }
     };
     let ttl = match req.get("TTL") {
@@ -409,7 +420,10 @@ async fn session_create(State(st): State<St>, body: Bytes) -> Response {
         None | Some("release") => Behavior::Release,
         Some("delete") => Behavior::Delete,
         Some(other) => {
-            return (StatusCode::BAD_REQUEST, format!("Invalid Behavior setting '{other}'"))
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("Invalid Behavior setting '{other}'"),
+            )
                 .into_response();
         }
     };
@@ -420,7 +434,11 @@ async fn session_create(State(st): State<St>, body: Bytes) -> Response {
     g.sessions.insert(
         id.clone(),
         Session {
-            name: req.get("Name").and_then(Value::as_str).unwrap_or("").to_string(),
+            name: req
+                .get("Name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             ttl,
             behavior,
             lock_delay,
@@ -441,7 +459,11 @@ async fn session_renew(State(st): State<St>, Path(id): Path<String>) -> Response
             let body = Value::Array(vec![session_json(&id, s)]).to_string();
             with_index(index, StatusCode::OK, body)
         }
-        None => (StatusCode::NOT_FOUND, format!("Session id '{id}' not found")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("Session id '{id}' not found"),
+        )
+            .into_response(),
     }
 }
 
@@ -458,7 +480,12 @@ async fn session_destroy(State(st): State<St>, Path(id): Path<String>) -> Respon
 async fn session_info(State(st): State<St>, Path(id): Path<String>) -> Response {
     st.reap();
     let g = st.lock();
-    let list: Vec<Value> = g.sessions.get(&id).map(|s| session_json(&id, s)).into_iter().collect();
+    let list: Vec<Value> = g
+        .sessions
+        .get(&id)
+        .map(|s| session_json(&id, s))
+        .into_iter()
+        .collect();
     with_index(g.index, StatusCode::OK, Value::Array(list).to_string())
 }
 

@@ -132,7 +132,10 @@ async fn rpcutil(
             && let Ok(v) = serde_json::from_str::<Value>(&r.body)
             && v.get("statuscode").and_then(Value::as_i64) == Some(0)
         {
-            ok.insert(r.sender.clone(), v.get("data").cloned().unwrap_or(Value::Null));
+            ok.insert(
+                r.sender.clone(),
+                v.get("data").cloned().unwrap_or(Value::Null),
+            );
         }
     }
     let missing = nodes
@@ -177,9 +180,8 @@ pub(crate) async fn check_agents(
                 "Agent {agent} is used by a node set but has no version in the playbook's uses"
             )));
         };
-        let range = Range::parse(range_text).map_err(|e| {
-            NodeSetError::Failed(format!("Agent {agent} has an {e} in uses"))
-        })?;
+        let range = Range::parse(range_text)
+            .map_err(|e| NodeSetError::Failed(format!("Agent {agent} has an {e} in uses")))?;
         ranges.push((agent, range_text, range));
     }
     let (inventory, missing) = rpcutil(broker, "agent_inventory", nodes).await?;
@@ -227,7 +229,8 @@ mod tests {
     #[test]
     fn filters() {
         let props = match json!({"facts": ["shard=3", "index<=5", "role=~/emu/"],
-            "classes": ["emulator"], "compound": "shard=1"}) {
+            "classes": ["emulator"], "compound": "shard=1"})
+        {
             Value::Object(m) => m,
             _ => Map::new(),
         };

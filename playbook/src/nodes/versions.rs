@@ -50,7 +50,9 @@ impl Range {
             let mut words: Vec<String> = Vec::new();
             for w in alt.split_whitespace() {
                 match words.last_mut() {
-                    Some(last) if matches!(last.as_str(), ">" | ">=" | "<" | "<=" | "=" | "~" | "^") => {
+                    Some(last)
+                        if matches!(last.as_str(), ">" | ">=" | "<" | "<=" | "=" | "~" | "^") =>
+                    {
                         last.push_str(w)
                     }
                     _ => words.push(w.to_string()),
@@ -58,7 +60,9 @@ impl Range {
             }
             let mut cmps = Vec::new();
             for w in &words {
-                cmps.extend(comparator(w).ok_or_else(|| format!("invalid version range {text:?}"))?);
+                cmps.extend(
+                    comparator(w).ok_or_else(|| format!("invalid version range {text:?}"))?,
+                );
             }
             if cmps.is_empty() {
                 return Err(format!("invalid version range {text:?}"));
@@ -117,7 +121,10 @@ fn comparator(w: &str) -> Option<Vec<Cmp>> {
     }
     if parts.len() == 3 && wild(parts[2]) {
         let (major, minor): (u64, u64) = (parts[0].parse().ok()?, parts[1].parse().ok()?);
-        return Some(vec![Cmp::Ge((major, minor, 0)), Cmp::Lt((major, minor + 1, 0))]);
+        return Some(vec![
+            Cmp::Ge((major, minor, 0)),
+            Cmp::Lt((major, minor + 1, 0)),
+        ]);
     }
     let v = parse_version(exact)?;
     Some(vec![Cmp::Ge(v), Cmp::Le(v)])

@@ -371,9 +371,7 @@ impl Run<'_> {
                 }
             }
             let required: Vec<String> = match props.get("uses") {
-                Some(Value::Array(items)) => {
-                    items.iter().map(crate::template::stringify).collect()
-                }
+                Some(Value::Array(items)) => items.iter().map(crate::template::stringify).collect(),
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => Vec::new(),
             };
@@ -398,8 +396,7 @@ impl Run<'_> {
                     nodes.len()
                 ),
             );
-            crate::nodes::choria::check_agents(&self.broker, &self.uses, nodes, required)
-                .await?;
+            crate::nodes::choria::check_agents(&self.broker, &self.uses, nodes, required).await?;
         }
         Ok(())
     }

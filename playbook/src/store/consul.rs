@@ -220,7 +220,11 @@ impl ConsulClient {
         }
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, path: &str, body: &str) -> Result<T, ConsulError> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &str,
+    ) -> Result<T, ConsulError> {
         serde_json::from_str(body).map_err(|e| ConsulError::Decode {
             url: format!("{}/v1/{path}", self.base),
             reason: e.to_string(),
@@ -282,7 +286,12 @@ impl ConsulClient {
     }
 
     /// `PUT /v1/kv/:key` (with `?cas=` when given); whether the write happened.
-    pub async fn kv_put(&self, key: &str, value: &[u8], cas: Option<u64>) -> Result<bool, ConsulError> {
+    pub async fn kv_put(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u64>,
+    ) -> Result<bool, ConsulError> {
         let query: Vec<(&str, String)> = cas.map(|c| ("cas", c.to_string())).into_iter().collect();
         self.kv_put_query(key, value, &query).await
     }
@@ -292,14 +301,25 @@ impl ConsulClient {
         let path = format!("kv/{key}");
         let query: Vec<(&str, String)> = cas.map(|c| ("cas", c.to_string())).into_iter().collect();
         let (status, _, body) = self
-            .send(reqwest::Method::DELETE, &path, &query, None, Duration::from_secs(10))
+            .send(
+                reqwest::Method::DELETE,
+                &path,
+                &query,
+                None,
+                Duration::from_secs(10),
+            )
             .await?;
         self.ok(&path, status, &body)?;
         self.decode(&path, &body)
     }
 
     /// `PUT /v1/kv/:key?acquire=<session>`; whether the lock was obtained.
-    pub async fn kv_acquire(&self, key: &str, value: &[u8], session: &str) -> Result<bool, ConsulError> {
+    pub async fn kv_acquire(
+        &self,
+        key: &str,
+        value: &[u8],
+        session: &str,
+    ) -> Result<bool, ConsulError> {
         self.kv_put_query(key, value, &[("acquire", session.to_string())])
             .await
     }
@@ -355,7 +375,13 @@ impl ConsulClient {
     pub async fn session_renew(&self, id: &str) -> Result<Option<Duration>, ConsulError> {
         let path = format!("session/renew/{id}");
         let (status, _, text) = self
-            .send(reqwest::Method::PUT, &path, &[], None, Duration::from_secs(10))
+            .send(
+                reqwest::Method::PUT,
+                &path,
+                &[],
+                None,
+                Duration::from_secs(10),
+            )
             .await?;
         if status == 404 {
             return Err(ConsulError::SessionNotFound(id.to_string()));
@@ -372,7 +398,13 @@ impl ConsulClient {
     pub async fn session_destroy(&self, id: &str) -> Result<(), ConsulError> {
         let path = format!("session/destroy/{id}");
         let (status, _, text) = self
-            .send(reqwest::Method::PUT, &path, &[], None, Duration::from_secs(10))
+            .send(
+                reqwest::Method::PUT,
+                &path,
+                &[],
+                None,
+                Duration::from_secs(10),
+            )
             .await?;
         self.ok(&path, status, &text)
     }
@@ -412,7 +444,8 @@ impl ConsulStore {
     pub(crate) fn open(props: &Map<String, Value>) -> Result<Self, StoreError> {
         let client = ConsulClient::from_env().map_err(store_err)?;
         let ttl = super::etcd::lock_ttl(props)?;
-        let lock_delay = crate::seconds(seconds_prop(props, "lock_delay")?.unwrap_or(15.0).min(60.0));
+        let lock_delay =
+            crate::seconds(seconds_prop(props, "lock_delay")?.unwrap_or(15.0).min(60.0));
         Ok(Self {
             client,
             ttl,
@@ -430,7 +463,9 @@ impl DataStore for ConsulStore {
     async fn read(&self, key: &str) -> Result<Value, StoreError> {
         check_path_key(StoreKind::Consul, key)?;
         match self.client.kv_get(key).await.map_err(store_err)? {
-            Some(pair) => Ok(Value::String(String::from_utf8_lossy(&pair.value).into_owned())),
+            Some(pair) => Ok(Value::String(
+                String::from_utf8_lossy(&pair.value).into_owned(),
+            )),
             None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
         }
     }
@@ -438,7 +473,12 @@ impl DataStore for ConsulStore {
     async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
         check_path_key(StoreKind::Consul, key)?;
         let text = crate::template::stringify(value);
-        match self.client.kv_put(key, text.as_bytes(), None).await.map_err(store_err)? {
+        match self
+            .client
+            .kv_put(key, text.as_bytes(), None)
+            .await
+            .map_err(store_err)?
+        {
             true => Ok(()),
             false => Err(StoreError::Failed(format!("Consul refused to write {key}"))),
         }
@@ -446,7 +486,11 @@ impl DataStore for ConsulStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_path_key(StoreKind::Consul, key)?;
-        self.client.kv_delete(key, None).await.map_err(store_err).map(|_| ())
+        self.client
+            .kv_delete(key, None)
+            .await
+            .map_err(store_err)
+            .map(|_| ())
     }
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
@@ -464,7 +508,11 @@ impl DataStore for ConsulStore {
             .map_err(store_err)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.client.kv_acquire(key, owner.as_bytes(), &session).await {
+            match self
+                .client
+                .kv_acquire(key, owner.as_bytes(), &session)
+                .await
+            {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {
@@ -568,7 +616,8 @@ mod tests {
             pairs[0].session.as_deref(),
             Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
         );
-        let body = r#"[{"CreateIndex":1,"ModifyIndex":1,"LockIndex":0,"Key":"k","Flags":0,"Value":null}]"#;
+        let body =
+            r#"[{"CreateIndex":1,"ModifyIndex":1,"LockIndex":0,"Key":"k","Flags":0,"Value":null}]"#;
         let pairs: Vec<KvPair> = serde_json::from_str(body).expect("parses");
         assert!(pairs[0].value.is_empty() && pairs[0].session.is_none());
         assert_eq!(parse_duration("15s"), Some(Duration::from_secs(15)));

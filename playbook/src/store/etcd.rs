@@ -93,7 +93,10 @@ impl EtcdStore {
                     json!({"name": user, "password": password}),
                 )
                 .await?;
-            api.token = reply.get("token").and_then(Value::as_str).map(str::to_string);
+            api.token = reply
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
         Ok(Self { api, ttl })
     }
@@ -113,7 +116,10 @@ impl DataStore for EtcdStore {
 
     async fn read(&self, key: &str) -> Result<Value, StoreError> {
         check_path_key(StoreKind::Etcd, key)?;
-        let reply = self.api.post("/v3/kv/range", json!({"key": b64(key)})).await?;
+        let reply = self
+            .api
+            .post("/v3/kv/range", json!({"key": b64(key)}))
+            .await?;
         let value = reply
             .get("kvs")
             .and_then(Value::as_array)

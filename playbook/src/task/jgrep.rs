@@ -207,8 +207,7 @@ fn path(text: &str) -> Result<Vec<String>, String> {
 
 /// Finds the first operator: (byte offset, operator, length).
 fn find_op(word: &str) -> Option<(usize, Op, usize)> {
-    let bytes = word.as_bytes();
-    for i in 0..bytes.len() {
+    for (i, byte) in word.bytes().enumerate() {
         let two = word.get(i..i + 2);
         let found = match two {
             Some("<=") => Some((Op::Le, 2)),
@@ -216,7 +215,7 @@ fn find_op(word: &str) -> Option<(usize, Op, usize)> {
             Some("!=") => Some((Op::Ne, 2)),
             Some("==") => Some((Op::Eq, 2)),
             Some("=~") => Some((Op::Match, 2)),
-            _ => match bytes[i] {
+            _ => match byte {
                 b'=' => Some((Op::Eq, 1)),
                 b'<' => Some((Op::Lt, 1)),
                 b'>' => Some((Op::Gt, 1)),

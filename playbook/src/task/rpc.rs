@@ -170,10 +170,7 @@ impl Task for RpcTask {
                 Ok(c) => c,
                 Err(e) => {
                     return TaskOutcome::failed(
-                        format!(
-                            "Failed request for {}#{}: {e}",
-                            self.agent, self.action
-                        ),
+                        format!("Failed request for {}#{}: {e}", self.agent, self.action),
                         Vec::new(),
                     );
                 }
@@ -274,10 +271,7 @@ impl Task for RpcTask {
         }
         if self.summarize {
             let summary = summarize(&replies);
-            return TaskOutcome::ok(
-                format!("Summary for {}: {summary}", ctx.description),
-                data,
-            );
+            return TaskOutcome::ok(format!("Summary for {}: {summary}", ctx.description), data);
         }
         TaskOutcome::ok(
             format!(

@@ -106,6 +106,11 @@ pub(crate) struct TlsSetup {
 
 impl TlsSetup {
     fn new(config: &TlsConfig) -> Result<TlsSetup, TlsError> {
+        // async-nats builds its own rustls configuration from the process-wide crypto provider,
+        // and with both ring and aws-lc-rs compiled in (reqwest brings the latter) rustls cannot
+        // pick one by itself: choose ring, which async-nats is built with. An error only means
+        // a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let unverified = if config.verify {
             None
         } else {

@@ -260,6 +260,48 @@ async fn a_lost_consul_session_fails_the_run_and_runs_on_fail() {
     assert!(!text.contains("second-task-ran"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_etcd_lease_fails_the_run_and_runs_on_fail() {
+    use base64::Engine as _;
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_path_buf();
+    let body = format!(
+        "{HEADER}data_stores:\n  s:\n    type: etcd\n    url: {url}\n    ttl: 10\nlocks:\n  - s/lost\ntasks:\n  - shell:\n      command: 'touch holding && while [ ! -e go ]; do sleep 0.1; done'\n  - shell:\n      command: echo second-task-ran\nhooks:\n  on_fail:\n    - shell:\n        command: echo on-fail-ran\n"
+    );
+    std::fs::write(d.join("pb.yaml"), body).expect("write");
+    let child = spawn(&d, &[], &[]);
+    wait_for(&d.join("holding"), Duration::from_secs(20)).await;
+    let http = reqwest::Client::new();
+    let key = base64::engine::general_purpose::STANDARD.encode("lost");
+    let range: serde_json::Value = http
+        .post(format!("{url}/v3/kv/range"))
+        .json(&serde_json::json!({"key": key}))
+        .send()
+        .await
+        .expect("range")
+        .json()
+        .await
+        .expect("json");
+    let lease = range["kvs"][0]["lease"].clone();
+    assert!(!lease.is_null(), "{range}");
+    http.post(format!("{url}/v3/lease/revoke"))
+        .json(&serde_json::json!({"ID": lease}))
+        .send()
+        .await
+        .expect("revoke");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    std::fs::write(d.join("go"), "").expect("go");
+    let (code, text) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Playbook lock lost during the run"), "{text}");
+    assert!(text.contains("on-fail-ran"), "{text}");
+    assert!(!text.contains("second-task-ran"), "{text}");
+}
+
 /// The client behaviours checked against a Consul HTTP API (the conformance server, or a
 /// real agent when `CONSUL_HTTP_ADDR` is set). `lock_delay_checks` needs a server that
 /// honours a 1 s lock-delay promptly.

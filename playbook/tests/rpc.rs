@@ -130,6 +130,14 @@ async fn stopped_nodes_are_named_as_non_responders() {
         .find(|l| l.contains("no response from"))
         .unwrap_or_default();
     assert!(!failed_line.contains("stay-"), "{failed_line}");
+    // Connectivity tests name the nodes that did not answer the ping.
+    run(Test::new()
+        .playbook("nodes:\n  some:\n    type: list\n    nodes: [stay-0, ghost-1, stay-2]\n    test: true\ntasks:\n  - shell:\n      command: echo must-not-run\n")
+        .args(&["run", "pb.yaml", "--server", &server, "--rpc-timeout", "2"])
+        .stdout_has("Connectivity test failed for some nodes: ghost-1")
+        .stderr_lacks("must-not-run")
+        .status(1))
+    .await;
     stay.stop(Duration::from_secs(5)).await;
 }
 

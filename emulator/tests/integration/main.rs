@@ -7,4 +7,5 @@ mod garbage;
 mod measure;
 mod node;
 mod rpc;
+mod tls;
 mod topology;

@@ -124,3 +124,24 @@ async fn instances_reconnect_after_the_broker_restarts() {
     );
     running.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_ramp_paces_and_caps_connects() {
+    let nats = NatsServer::start();
+    let started = std::time::Instant::now();
+    let running = start_emulator(
+        &nats.url(),
+        "ramp",
+        12,
+        &["--connect-rate", "20", "--connect-concurrency", "2"],
+    )
+    .await;
+    let elapsed = started.elapsed();
+    // 12 connects at 20 per second cannot finish before 11/20 s.
+    assert!(
+        elapsed >= Duration::from_millis(550),
+        "ramp took {elapsed:?}"
+    );
+    assert_eq!(nats.connections().await.len(), 12);
+    running.stop(Duration::from_secs(5)).await;
+}

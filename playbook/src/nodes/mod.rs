@@ -164,7 +164,10 @@ pub(crate) fn source(
         NodeSetKind::Shell => Ok(Box::new(shell::ShellSource::new(props, env.clone())?)),
         NodeSetKind::Terraform => Ok(Box::new(terraform::TerraformSource::new(props)?)),
         NodeSetKind::List => Ok(Box::new(list::ListSource::new(props)?)),
-        NodeSetKind::Mcollective | NodeSetKind::Pql => Err(NodeSetError::Unavailable(kind)),
+        NodeSetKind::Mcollective => Err(NodeSetError::Failed(
+            "mcollective node sets are discovered through the Choria broker".to_string(),
+        )),
+        NodeSetKind::Pql => Err(NodeSetError::Unavailable(kind)),
     }
 }
 

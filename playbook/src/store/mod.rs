@@ -153,9 +153,6 @@ pub enum StoreError {
         /// The store kind.
         kind: StoreKind,
     },
-    /// The store kind parses but cannot run in this build.
-    #[error("the {0} data store is not available in this build yet")]
-    Unavailable(StoreKind),
     /// A lock could not be obtained in time.
     #[error("Failed to obtain lock {key} after {seconds} seconds")]
     LockTimeout {

@@ -45,7 +45,7 @@ pub struct BrokerSettings {
     pub servers: Vec<String>,
     /// Collective to address (default `mcollective`).
     pub collective: Option<String>,
-    /// How long RPC requests wait for replies.
+    /// How long RPC requests wait for replies (`None`: from the agent's DDL, else 10 s).
     pub rpc_timeout: Option<Duration>,
 }
 
@@ -105,6 +105,25 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `metadata.timeout` of a built-in DDL.
+fn ddl_timeout(agent: &str) -> Option<Duration> {
+    let text = match agent {
+        "rpcutil" => agents::ddl::RPCUTIL,
+        "discovery" => agents::ddl::DISCOVERY,
+        "emulator" => agents::ddl::EMULATOR,
+        a if a
+            .strip_prefix("emulated")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            agents::ddl::EMULATED
+        }
+        _ => return None,
+    };
+    agents::ddl::parse(text)
+        .ok()
+        .map(|ddl| Duration::from_secs(ddl.metadata.timeout.max(1)))
+}
+
 /// `host:port` becomes `nats://host:port`; URLs with a scheme are kept.
 fn normalize(server: &str) -> String {
     if server.contains("://") {
@@ -130,9 +149,15 @@ impl Broker {
         }
     }
 
-    /// How long RPC requests wait for replies.
-    pub fn rpc_timeout(&self) -> Duration {
-        self.settings.rpc_timeout.unwrap_or(DEFAULT_RPC_TIMEOUT)
+    /// How long RPC requests to `agent` wait for replies: `--rpc-timeout` when given, else the
+    /// timeout of the agent's DDL when it is one this build knows (`rpcutil`, `discovery`,
+    /// `emulator`, `emulatedN`), else [`DEFAULT_RPC_TIMEOUT`]. Requests return as soon as every
+    /// addressed node answered, so the timeout only delays reporting non-responders.
+    pub fn rpc_timeout(&self, agent: &str) -> Duration {
+        self.settings
+            .rpc_timeout
+            .or_else(|| ddl_timeout(agent))
+            .unwrap_or(DEFAULT_RPC_TIMEOUT)
     }
 
     /// The connected client (connecting on first call).
@@ -183,5 +208,9 @@ mod tests {
         assert_eq!(s.servers, vec!["nats://a:4222", "nats://b:4223"]);
         assert_eq!(s.collective.as_deref(), Some("x"));
         assert!(BrokerSettings::resolve(&[], Some(&dir.path().join("missing"))).is_err());
+        let broker = Broker::new(s);
+        assert_eq!(broker.rpc_timeout("rpcutil"), Duration::from_secs(2));
+        assert_eq!(broker.rpc_timeout("emulated3"), Duration::from_secs(120));
+        assert_eq!(broker.rpc_timeout("puppet"), DEFAULT_RPC_TIMEOUT);
     }
 }

@@ -78,9 +78,10 @@ struct RunArgs {
     /// main_collective)
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Seconds RPC requests wait for replies
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    rpc_timeout: f64,
+    /// Seconds RPC requests wait for replies (default: the agent's DDL timeout for agents this
+    /// build knows, else 10)
+    #[arg(long, value_name = "SECONDS")]
+    rpc_timeout: Option<f64>,
 }
 
 /// Sends `tracing` events to stderr when `PLAYBOOK_TRACE` holds a filter (e.g. `debug`).
@@ -324,7 +325,7 @@ fn run_playbook(
     }
     let mut broker = crate::choria::BrokerSettings::resolve(&args.servers, args.config.as_deref())
         .map_err(|e| Error::Usage(e.to_string()))?;
-    broker.rpc_timeout = Some(crate::seconds(args.rpc_timeout));
+    broker.rpc_timeout = args.rpc_timeout.map(crate::seconds);
     let opts = RunOptions {
         broker,
         values,

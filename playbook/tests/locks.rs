@@ -480,6 +480,40 @@ async fn consul_client_against_the_conformance_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_token_is_sent_by_the_client_and_the_store() {
+    let server = ConsulConformance::start_with_token("s3cret").await;
+    let anonymous = ConsulClient::new(&server.url(), None).expect("client");
+    assert!(matches!(
+        anonymous.kv_get("x").await,
+        Err(ConsulError::Status { status: 403, .. })
+    ));
+    let client = ConsulClient::new(&server.url(), Some("s3cret".into())).expect("client");
+    assert!(client.kv_put("x", b"1", None).await.expect("put"));
+    let body = "data_stores:\n  c:\n    type: consul\ninputs:\n  x:\n    description: x\n    type: String\n    data: c/x\nlocks:\n  - c\ntasks:\n  - shell:\n      command: echo x={{{ inputs.x }}}\n";
+    let t = Test::new()
+        .playbook(body)
+        .env("CONSUL_HTTP_ADDR", &server.url())
+        .env("CONSUL_HTTP_TOKEN", "s3cret")
+        .args(&["run", "pb.yaml"])
+        .stderr_has("x=1")
+        .stderr_has("Releasing playbook lock c/choria/locks/playbook/test");
+    tokio::task::spawn_blocking(move || t.run())
+        .await
+        .expect("join");
+    let t = Test::new()
+        .playbook(body)
+        .env("CONSUL_HTTP_ADDR", &server.url())
+        .env("CONSUL_HTTP_TOKEN", "wrong")
+        .args(&["run", "pb.yaml"])
+        .stdout_has("returned HTTP 403: Permission denied")
+        .stdout_has("Tasks Ran: 0")
+        .status(1);
+    tokio::task::spawn_blocking(move || t.run())
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_client_against_a_real_consul_when_configured() {
     if std::env::var("CONSUL_HTTP_ADDR").map_or(true, |a| a.trim().is_empty()) {
         eprintln!(

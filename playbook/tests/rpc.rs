@@ -86,6 +86,16 @@ async fn discovers_with_filters_runs_batches_and_asserts() {
         .stderr_lacks("should-not-run")
         .status(1))
     .await;
+    // A node set using an agent the playbook's uses does not version is refused.
+    let body = "uses:\n  emulated0: '1.x'\nnodes:\n  all:\n    type: mcollective\n    identities: [alpha-1]\n    uses: [emulated0, emulated1]\ntasks: []\n";
+    run(Test::new()
+        .playbook(body)
+        .args(&["run", "pb.yaml", "--server", &server])
+        .stdout_has(
+            "Agent emulated1 is used by a node set but has no version in the playbook's uses",
+        )
+        .status(1))
+    .await;
     running.stop(Duration::from_secs(5)).await;
 }
 

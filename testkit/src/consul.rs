@@ -8,6 +8,7 @@
 //! the TTL), `Behavior` (`release`/`delete`), `LockDelay` (default 15 s; numbers below 1000
 //! are seconds) during which `acquire` answers `false`; `renew` answering 404 for unknown
 //! sessions; idempotent `destroy`; `info`. An acquire with an unknown session is HTTP 500.
+//! [`ConsulConformance::start_with_token`] also requires an `X-Consul-Token` (403 otherwise).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,8 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// When set, every request must carry this `X-Consul-Token` (else 403).
+    token: Option<String>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -489,6 +492,23 @@ async fn session_info(State(st): State<St>, Path(id): Path<String>) -> Response 
     with_index(g.index, StatusCode::OK, Value::Array(list).to_string())
 }
 
+async fn acl(
+    State(st): State<St>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &st.token {
+        let sent = request
+            .headers()
+            .get("X-Consul-Token")
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(token.as_str()) {
+            return (StatusCode::FORBIDDEN, "Permission denied").into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// The conformance server; stopped on drop.
 pub struct ConsulConformance {
     addr: std::net::SocketAddr,
@@ -499,12 +519,23 @@ pub struct ConsulConformance {
 impl ConsulConformance {
     /// Starts the server on 127.0.0.1 with a free port (needs a tokio runtime).
     pub async fn start() -> ConsulConformance {
+        Self::start_with(None).await
+    }
+
+    /// Like [`ConsulConformance::start`], but every request must send `X-Consul-Token: token`
+    /// (Consul answers 403 "Permission denied" to requests its ACLs refuse).
+    pub async fn start_with_token(token: &str) -> ConsulConformance {
+        Self::start_with(Some(token.to_string())).await
+    }
+
+    async fn start_with(token: Option<String>) -> ConsulConformance {
         let (changed, _) = tokio::sync::watch::channel(0);
         let state: St = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 index: 1,
                 ..Inner::default()
             }),
+            token,
             changed,
         });
         let app = Router::new()
@@ -513,6 +544,7 @@ impl ConsulConformance {
             .route("/v1/session/renew/{id}", put(session_renew))
             .route("/v1/session/destroy/{id}", put(session_destroy))
             .route("/v1/session/info/{id}", get(session_info))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), acl))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -206,7 +206,7 @@ impl Manager {
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| crate::node::default_identity());
+            .unwrap_or_else(crate::node::default_identity);
         let mut args: Vec<String> = vec![
             "--instances".into(),
             input["instances"].to_string(),

@@ -119,7 +119,7 @@ async fn rpcutil(
         action,
         Map::new(),
         Targets::Direct(nodes.to_vec()),
-        broker.rpc_timeout(),
+        broker.rpc_timeout("rpcutil"),
     );
     call.expected = Some(nodes.len());
     let collected = client

@@ -163,7 +163,7 @@ impl Task for RpcTask {
                 &self.action,
                 self.properties.clone(),
                 Targets::Direct(chunk.to_vec()),
-                ctx.broker.rpc_timeout(),
+                ctx.broker.rpc_timeout(&self.agent),
             );
             call.expected = Some(chunk.len());
             let collected = match client.call(&call).await {

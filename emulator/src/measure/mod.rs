@@ -470,7 +470,7 @@ mod tests {
         assert!(parse(&["--rounds", "0"]).is_err());
         assert!(parse(&["--expect", "0"]).is_err());
         assert!(parse(&["--rate", "0"]).is_err());
-        assert!(parse(&["--timeout", "-1"]).is_err());
+        assert!(parse(&["--timeout=-1"]).is_err());
         assert!(parse(&["--tolerance", "2"]).is_err());
         assert!(
             MeasureArgs::try_parse_from(["measure", "--server", "x:1", "--expect", "-3"]).is_err()

@@ -17,6 +17,8 @@ use sha2::{Digest as _, Sha256};
 #[derive(Debug, Clone)]
 pub struct Manager {
     pub workdir: PathBuf,
+    /// The node's identity: the default name prefix of the fleets it starts.
+    pub identity: String,
     /// The emulator binary `start` runs when the work directory has none.
     pub emulator_binary: PathBuf,
     http: reqwest::Client,
@@ -62,9 +64,10 @@ async fn terminate(pid: u32, grace: Duration) -> bool {
 }
 
 impl Manager {
-    pub fn new(workdir: PathBuf, emulator_binary: PathBuf) -> Manager {
+    pub fn new(workdir: PathBuf, identity: String, emulator_binary: PathBuf) -> Manager {
         Manager {
             workdir,
+            identity,
             emulator_binary,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -206,7 +209,7 @@ impl Manager {
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(crate::node::default_identity);
+            .unwrap_or_else(|| self.identity.clone());
         let mut args: Vec<String> = vec![
             "--instances".into(),
             input["instances"].to_string(),

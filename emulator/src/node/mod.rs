@@ -166,7 +166,7 @@ pub async fn run(
             .map(|d| d.join("emulator"))
             .unwrap_or_else(|| PathBuf::from("emulator")),
     };
-    let manager = manage::Manager::new(args.workdir.clone(), emulator_binary);
+    let manager = manage::Manager::new(args.workdir.clone(), identity.clone(), emulator_binary);
     let ddl: Value = serde_json::from_str(agents::ddl::EMULATOR)?;
     let mut daemon = NodeDaemon {
         identity: identity.clone(),

@@ -6,6 +6,7 @@ mod filters;
 mod garbage;
 mod measure;
 mod node;
+mod playbooks;
 mod rpc;
 mod tls;
 mod topology;

@@ -1,0 +1,230 @@
+//! The whole workflow on one machine, driven by the playbooks in `playbooks/`: a management
+//! nats-server, three `loadlab-node` daemons, NATS started on one, fleets on the two others,
+//! discovery and a measured round, then the stop playbooks leave nothing behind.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use agents::Filter;
+use agents::client::{Call, Client, ClientOptions, Targets};
+use testkit::NatsServer;
+
+const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
+const EMULATOR: &str = env!("CARGO_BIN_EXE_emulator");
+
+/// The `playbook` binary, built beside this crate's binaries by `cargo test --workspace`.
+fn playbook_binary() -> PathBuf {
+    let bin = PathBuf::from(EMULATOR).with_file_name("playbook");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p playbook` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    use rand::RngExt as _;
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn playbook(home: &std::path::Path, file: &str, args: Vec<String>) -> Output {
+    let bin = playbook_binary();
+    let home = home.to_owned();
+    let file = repo().join("playbooks").join(file);
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .arg("run")
+            .arg(file)
+            .args(args)
+            .env("HOME", home)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pid_in(file: PathBuf) -> u32 {
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playbooks_drive_a_whole_load_test() {
+    let mgmt = NatsServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let spawn = |id: &str, role: &str, dir: &tempfile::TempDir| {
+        Daemon(
+            Command::new(NODE)
+                .args([
+                    "--server",
+                    &mgmt.url(),
+                    "--identity",
+                    id,
+                    "--fact",
+                    &format!("role={role}"),
+                    "--emulator",
+                    EMULATOR,
+                ])
+                .arg("--workdir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _daemons = [
+        spawn("pb-nats", "nats", &dirs[0]),
+        spawn("pb-emu1", "emulator", &dirs[1]),
+        spawn("pb-emu2", "emulator", &dirs[2]),
+    ];
+    mgmt.wait_connections(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = ["--server".to_owned(), mgmt.url()];
+
+    let (port, monitor) = (free_port(), free_port());
+    let mut args = vec![
+        "--port".to_owned(),
+        port.to_string(),
+        "--monitor".into(),
+        monitor.to_string(),
+    ];
+    args.extend(server.clone());
+    assert_ok(
+        &playbook(home.path(), "start-nats.yaml", args).await,
+        "start-nats.yaml",
+    );
+    // `save: true` remembered the port in the file store.
+    let saved = std::fs::read_to_string(home.path().join(".choria-loadlab.yaml")).unwrap();
+    assert!(saved.contains(&port.to_string()), "{saved}");
+
+    let servers = format!("127.0.0.1:{port}");
+    let mut monitors = Vec::new();
+    for host in ["pb-emu1", "pb-emu2"] {
+        let m = free_port();
+        monitors.push(m);
+        let mut args: Vec<String> = [
+            "--instances",
+            "150",
+            "--agents",
+            "1",
+            "--servers",
+            &servers,
+            "--hosts",
+            host,
+            "--monitor",
+            &m.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(server.clone());
+        assert_ok(
+            &playbook(home.path(), "start-emulator.yaml", args).await,
+            "start-emulator.yaml",
+        );
+    }
+
+    let mut pids = vec![pid_in(dirs[0].path().join("nats-server.pid"))];
+    for (dir, m) in dirs[1..].iter().zip(&monitors) {
+        pids.push(pid_in(dir.path().join(format!("emulator-{m}.pid"))));
+    }
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // The test network: every instance discovered, a measured round gets every reply.
+    let fleet = Client::connect(&[format!("nats://{servers}")], ClientOptions::default())
+        .await
+        .unwrap();
+    let found = fleet
+        .discover(Filter::default(), Duration::from_secs(10), Some(300))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 300);
+    assert!(
+        found.iter().any(|id| id.starts_with("pb-emu1-"))
+            && found.iter().any(|id| id.starts_with("pb-emu2-"))
+    );
+    let mut call = Call::rpc(
+        "emulated0",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(5),
+    );
+    call.expected = Some(300);
+    assert_eq!(fleet.call(&call).await.unwrap().senders().len(), 300);
+    drop(fleet);
+
+    for (host, m) in ["pb-emu1", "pb-emu2"].iter().zip(&monitors) {
+        let mut args: Vec<String> = vec![
+            "--hosts".into(),
+            host.to_string(),
+            "--monitor".into(),
+            m.to_string(),
+        ];
+        args.extend(server.clone());
+        assert_ok(
+            &playbook(home.path(), "stop-emulator.yaml", args).await,
+            "stop-emulator.yaml",
+        );
+    }
+    assert_ok(
+        &playbook(home.path(), "stop-nats.yaml", server.to_vec()).await,
+        "stop-nats.yaml",
+    );
+
+    // Nothing left: the test broker no longer answers and the processes the daemons started
+    // are gone from the process table.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{monitor}/connz"))
+            .await
+            .is_err()
+    );
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+    let conns = mgmt.connections().await;
+    assert_eq!(
+        conns.len(),
+        3,
+        "only the three node daemons remain: {conns:?}"
+    );
+}

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use agents::codec::{self, ReplyParts};
-use agents::{AgentId, Daemon, DaemonStats, Invalid, Node, agent, filter, subject};
+use agents::{AgentId, Daemon, DaemonStats, Invalid, Node, agent, subject};
 use async_nats::{Client, ConnectOptions, Event};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::{self, Admitted, Refusal};
 use crate::facts::Subject;
 use crate::shared::Shared;
 
@@ -177,37 +177,43 @@ impl Instance {
         stats.messages_received.inc();
         stats.bytes_in.add(msg.payload.len() as u64);
         self.stats.total += 1;
-        let request = match codec::decode_request(
+        let now = unix_now();
+        let agents = self.shared.config.agents;
+        let admitted = admit::admit(
             &msg.payload,
             msg.reply.as_deref(),
             self.shared.config.max_message,
-        ) {
-            Ok(r) => r,
-            Err(reason) => return self.refuse(reason, &msg.subject),
+            &*self,
+            |name| AgentId::parse(name, agents),
+            now,
+        );
+        let Admitted {
+            request,
+            agent: agent_id,
+        } = match admitted {
+            Ok(a) => a,
+            Err(Refusal::Undecodable(reason)) => return self.refuse(reason, &msg.subject),
+            Err(refusal) => {
+                self.stats.validated += 1;
+                stats.requests_valid.inc();
+                match refusal {
+                    Refusal::Unroutable(reason) | Refusal::Undecodable(reason) => {
+                        self.refuse(reason, &msg.subject)
+                    }
+                    Refusal::Expired => {
+                        self.stats.ttlexpired += 1;
+                        stats.requests_expired.inc();
+                    }
+                    Refusal::Filtered => {
+                        self.stats.filtered += 1;
+                        stats.requests_filtered.inc();
+                    }
+                }
+                return;
+            }
         };
         self.stats.validated += 1;
         stats.requests_valid.inc();
-        if !self.shared.config.collectives.contains(&request.collective) {
-            return self.refuse(Invalid::UnknownCollective, &msg.subject);
-        }
-        let Some(agent_id) = AgentId::parse(&request.agent, self.shared.config.agents) else {
-            return self.refuse(Invalid::UnknownAgent, &msg.subject);
-        };
-        let now = unix_now();
-        if !request.is_fresh(now) {
-            self.stats.ttlexpired += 1;
-            stats.requests_expired.inc();
-            return;
-        }
-        match filter::matches(&request.filter, &*self) {
-            Ok(true) => {}
-            Ok(false) => {
-                self.stats.filtered += 1;
-                stats.requests_filtered.inc();
-                return;
-            }
-            Err(reason) => return self.refuse(reason, &msg.subject),
-        }
         self.stats.passed += 1;
         stats.requests_passed.inc();
         let counters = stats.agent(agent_id);
@@ -218,25 +224,9 @@ impl Instance {
         else {
             return;
         };
-        let seen_by = request.seen_by.as_ref().map(|hops| {
+        let reply = admit::reply(&request, &self.identity, &body, now, || {
             let server = client.server_info();
-            let url = format!("nats://{}:{}", server.host, server.port);
-            let mut hops = hops.clone();
-            hops.push([
-                Cow::Owned(url.clone()),
-                Cow::Owned(self.identity.clone()),
-                Cow::Owned(url),
-            ]);
-            hops
-        });
-        let reply = codec::encode_reply(&ReplyParts {
-            requestid: &request.requestid,
-            senderid: &self.identity,
-            agent: &request.agent,
-            time: now,
-            body: &body,
-            federation: request.federation.as_ref(),
-            seen_by: seen_by.as_deref(),
+            format!("nats://{}:{}", server.host, server.port)
         });
         let len = reply.len() as u64;
         match client.publish(request.reply_to, reply.into()).await {

@@ -12,6 +12,7 @@
 //!    requests through the `agents` crate, counting everything in [`stats`].
 //! 6. [`shutdown`]: signals cancel the fleet, which drains within a deadline.
 
+mod admit;
 pub mod broker;
 pub mod choria_config;
 pub mod cli;

@@ -2,33 +2,12 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use testkit::NatsServer;
 
 use crate::test::{Output, Test};
 
 async fn fleet(url: &str, name: &str, instances: u32) -> emulator::Running {
-    let instances = instances.to_string();
-    let argv = [
-        "emulator",
-        "--name",
-        name,
-        "-i",
-        &instances,
-        "--server",
-        url,
-        "-p",
-        "0",
-        "--http-address",
-        "127.0.0.1",
-    ];
-    let args = emulator::cli::Args::try_parse_from(argv).expect("valid emulator flags");
-    let config = emulator::Config::from_args(&args).expect("valid emulator config");
-    let running = emulator::start(config).await.expect("emulator starts");
-    tokio::time::timeout(Duration::from_secs(30), running.wait_ready())
-        .await
-        .expect("every instance connects within 30s");
-    running
+    testkit::start_fleet(url, name, instances, &[]).await
 }
 
 /// Runs the binary off the async runtime so the fleet keeps answering.

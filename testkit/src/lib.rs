@@ -9,9 +9,11 @@
 
 pub mod consul;
 pub mod etcd;
+pub mod fleet;
 
 pub use consul::ConsulConformance;
 pub use etcd::Etcd;
+pub use fleet::{ChildGuard, port_for_child, start_fleet};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

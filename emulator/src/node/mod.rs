@@ -12,15 +12,14 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agents::codec::{self, ReplyParts};
-use agents::{
-    AgentId, Daemon, DaemonStats, Node, RpcReply, RpcRequest, StatusCode, filter, subject,
-};
+use agents::codec;
+use agents::{AgentId, Daemon, DaemonStats, Node, RpcReply, RpcRequest, StatusCode, subject};
 use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt as _;
 use serde_json::{Map, Value};
 
+use crate::admit::{Admitted, Refusal, admit, reply};
 use crate::choria_config::ChoriaConfig;
 
 /// A Choria server for a load-test host, hosting the `emulator` management agent.
@@ -210,40 +209,35 @@ pub async fn run(
             m = messages.next() => match m { Some(m) => m, None => break },
         };
         daemon.stats.total += 1;
-        let request = match codec::decode_request(
+        let now = crate::instance::unix_now();
+        let admitted = admit(
             &msg.payload,
             msg.reply.as_deref(),
             codec::DEFAULT_MAX_MESSAGE,
-        ) {
-            Ok(r) => r,
-            Err(reason) => {
+            &daemon,
+            |name| AGENTS.into_iter().find(|a| a.name() == name),
+            now,
+        );
+        let Admitted { request, agent } = match admitted {
+            Ok(a) => a,
+            Err(Refusal::Undecodable(reason)) => {
                 daemon.stats.unvalidated += 1;
                 tracing::debug!(reason = reason.as_str(), "refused a message");
                 continue;
             }
-        };
-        daemon.stats.validated += 1;
-        let agent = match request.agent.as_str() {
-            "discovery" => AgentId::Discovery,
-            "rpcutil" => AgentId::Rpcutil,
-            "emulator" => AgentId::Emulator,
-            _ => continue,
-        };
-        let now = crate::instance::unix_now();
-        if !daemon.collectives.contains(&request.collective) {
-            continue;
-        }
-        if !request.is_fresh(now) {
-            daemon.stats.ttlexpired += 1;
-            continue;
-        }
-        match filter::matches(&request.filter, &daemon) {
-            Ok(true) => daemon.stats.passed += 1,
-            Ok(false) | Err(_) => {
-                daemon.stats.filtered += 1;
+            Err(refusal) => {
+                daemon.stats.validated += 1;
+                match refusal {
+                    Refusal::Expired => daemon.stats.ttlexpired += 1,
+                    Refusal::Filtered | Refusal::Unroutable(_) | Refusal::Undecodable(_) => {
+                        daemon.stats.filtered += 1
+                    }
+                }
                 continue;
             }
-        }
+        };
+        daemon.stats.validated += 1;
+        daemon.stats.passed += 1;
         let body = match agent {
             AgentId::Emulator => Some(
                 manage_request(&manager, &ddl, &request.payload)
@@ -259,15 +253,16 @@ pub async fn run(
             ),
         };
         let Some(body) = body else { continue };
-        let reply = codec::encode_reply(&ReplyParts {
-            requestid: &request.requestid,
-            senderid: &identity,
-            agent: &request.agent,
-            time: crate::instance::unix_now(),
-            body: &body,
-            federation: request.federation.as_ref(),
-            seen_by: None,
-        });
+        let reply = reply(
+            &request,
+            &identity,
+            &body,
+            crate::instance::unix_now(),
+            || {
+                let server = client.server_info();
+                format!("nats://{}:{}", server.host, server.port)
+            },
+        );
         match client.publish(request.reply_to, reply.into()).await {
             Ok(()) => daemon.stats.replies += 1,
             Err(e) => tracing::warn!(error = %e, "could not publish a reply"),

@@ -3,8 +3,6 @@
 use std::time::Duration;
 
 use agents::client::{Client, ClientOptions, Dialect};
-use clap::Parser as _;
-use emulator::cli::Args;
 use testkit::NatsServer;
 
 pub(crate) struct Fleet {
@@ -67,26 +65,5 @@ pub(crate) async fn start_emulator(
     instances: u32,
     extra: &[&str],
 ) -> emulator::Running {
-    let instances_text = instances.to_string();
-    let mut argv = vec![
-        "emulator",
-        "--name",
-        name,
-        "-i",
-        &instances_text,
-        "--server",
-        url,
-        "-p",
-        "0",
-        "--http-address",
-        "127.0.0.1",
-    ];
-    argv.extend_from_slice(extra);
-    let args = Args::try_parse_from(argv).expect("valid flags");
-    let config = emulator::Config::from_args(&args).expect("valid config");
-    let running = emulator::start(config).await.expect("emulator starts");
-    tokio::time::timeout(Duration::from_secs(30), running.wait_ready())
-        .await
-        .expect("every instance connects within 30s");
-    running
+    testkit::start_fleet(url, name, instances, extra).await
 }

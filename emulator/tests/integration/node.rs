@@ -2,28 +2,19 @@
 //! and two emulator fleets started through the `emulator` agent, measured, then stopped.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agents::client::{Call, Client, ClientOptions, ReplyOutcome, Targets};
 use agents::{FactFilter, Filter, RpcReply, StatusCode};
 use serde_json::{Value, json};
-use testkit::NatsServer;
+use testkit::{ChildGuard, NatsServer, port_for_child};
 
 const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
 const EMULATOR: &str = env!("CARGO_BIN_EXE_emulator");
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn node(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> Daemon {
-    Daemon(
+fn node(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> ChildGuard {
+    ChildGuard(
         Command::new(NODE)
             .args([
                 "--server",
@@ -42,19 +33,6 @@ fn node(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> Dae
             .spawn()
             .unwrap(),
     )
-}
-
-/// A free port for a server the node daemon starts. Taken below the ephemeral range
-/// (32768-60999 here), because other tests' outgoing connections take ephemeral ports at any
-/// moment and could grab one between our check and the server's bind.
-fn free_port() -> u16 {
-    use rand::RngExt as _;
-    loop {
-        let port = rand::rng().random_range(20_000..32_000);
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 async fn rpc(client: &Client, identity: &str, action: &str, data: Value) -> RpcReply {
@@ -129,7 +107,7 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
     );
 
     // NATS on host-a, honouring its port (the original ignored it).
-    let (port, monitor) = (free_port(), free_port());
+    let (port, monitor) = (port_for_child(), port_for_child());
     let r = rpc(
         &client,
         "host-a",
@@ -153,7 +131,7 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
     let servers = format!("127.0.0.1:{port}");
     let mut monitors = Vec::new();
     for (host, name) in [("host-b", "b"), ("host-c", "c")] {
-        let m = free_port();
+        let m = port_for_child();
         let r = rpc(
             &client,
             host,

@@ -3,12 +3,12 @@
 //! discovery and a measured round, then the stop playbooks leave nothing behind.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use agents::Filter;
 use agents::client::{Call, Client, ClientOptions, Targets};
-use testkit::NatsServer;
+use testkit::{ChildGuard, NatsServer, port_for_child};
 
 const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
 const EMULATOR: &str = env!("CARGO_BIN_EXE_emulator");
@@ -26,25 +26,6 @@ fn playbook_binary() -> PathBuf {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    use rand::RngExt as _;
-    loop {
-        let port = rand::rng().random_range(20_000..32_000);
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 async fn playbook(home: &std::path::Path, file: &str, args: Vec<String>) -> Output {
@@ -91,7 +72,7 @@ async fn the_playbooks_drive_a_whole_load_test() {
     let home = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let spawn = |id: &str, role: &str, dir: &tempfile::TempDir| {
-        Daemon(
+        ChildGuard(
             Command::new(NODE)
                 .args([
                     "--server",
@@ -120,7 +101,7 @@ async fn the_playbooks_drive_a_whole_load_test() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server = ["--server".to_owned(), mgmt.url()];
 
-    let (port, monitor) = (free_port(), free_port());
+    let (port, monitor) = (port_for_child(), port_for_child());
     let mut args = vec![
         "--port".to_owned(),
         port.to_string(),
@@ -139,7 +120,7 @@ async fn the_playbooks_drive_a_whole_load_test() {
     let servers = format!("127.0.0.1:{port}");
     let mut monitors = Vec::new();
     for host in ["pb-emu1", "pb-emu2"] {
-        let m = free_port();
+        let m = port_for_child();
         monitors.push(m);
         let mut args: Vec<String> = [
             "--instances",

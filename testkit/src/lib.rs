@@ -48,6 +48,7 @@ impl NatsServer {
             inner,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .no_proxy()
                 .build()
                 .expect("HTTP client"),
         }

@@ -15,6 +15,18 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The drawn SVG, or the reason it could not be drawn as a visible error paragraph.
+fn finish(title: &str, svg: String, drawn: Result<(), Box<dyn std::error::Error>>) -> String {
+    match drawn {
+        Ok(()) => svg,
+        Err(e) => format!(
+            "<p class=\"error\">{}: {}</p>",
+            escape(title),
+            escape(&e.to_string())
+        ),
+    }
+}
+
 /// A line chart as an SVG string; an error message in a `<p>` when nothing can be drawn.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let points = series.iter().flat_map(|s| s.points.iter());
@@ -61,14 +73,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         root.present()?;
         Ok(())
     })();
-    match drawn {
-        Ok(()) => svg,
-        Err(e) => format!(
-            "<p class=\"error\">{}: {}</p>",
-            escape(title),
-            escape(&e.to_string())
-        ),
-    }
+    finish(title, svg, drawn)
 }
 
 /// A histogram (bars of `counts`, each `width` wide on the x axis) as an SVG string.
@@ -103,14 +108,7 @@ pub fn histogram(title: &str, x_label: &str, width: f64, counts: &[usize]) -> St
             root.present()?;
             Ok(())
         })();
-    match drawn {
-        Ok(()) => svg,
-        Err(e) => format!(
-            "<p class=\"error\">{}: {}</p>",
-            escape(title),
-            escape(&e.to_string())
-        ),
-    }
+    finish(title, svg, drawn)
 }
 
 /// A whole page: a title, a key/value table and the charts.

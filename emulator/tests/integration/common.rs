@@ -67,3 +67,30 @@ pub(crate) async fn start_emulator(
 ) -> emulator::Running {
     testkit::start_fleet(url, name, instances, extra).await
 }
+
+/// Discovers `n` instances on `url` and checks one broadcast `generate` round gets every reply.
+pub(crate) async fn assert_full_round(url: &str, n: usize) -> Vec<String> {
+    use agents::client::{Call, Targets};
+    let fleet = Client::connect(&[url.to_owned()], ClientOptions::default())
+        .await
+        .expect("client connects");
+    let found = fleet
+        .discover(agents::Filter::default(), Duration::from_secs(10), Some(n))
+        .await
+        .expect("discovery");
+    assert_eq!(found.len(), n, "discovery finds every instance");
+    let mut call = Call::rpc(
+        "emulated0",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(5),
+    );
+    call.expected = Some(n);
+    assert_eq!(
+        fleet.call(&call).await.expect("RPC").senders().len(),
+        n,
+        "every instance answers"
+    );
+    found
+}

@@ -161,24 +161,7 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
     assert_eq!(injection.statuscode, StatusCode::InvalidData);
 
     // The test network: discovery finds all 300, a measured round gets every reply.
-    let fleet = Client::connect(&[format!("nats://{servers}")], ClientOptions::default())
-        .await
-        .unwrap();
-    let found = fleet
-        .discover(Filter::default(), Duration::from_secs(10), Some(300))
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 300);
-    let mut call = Call::rpc(
-        "emulated0",
-        "generate",
-        Default::default(),
-        Targets::Broadcast,
-        Duration::from_secs(5),
-    );
-    call.expected = Some(300);
-    assert_eq!(fleet.call(&call).await.unwrap().senders().len(), 300);
-    drop(fleet);
+    crate::common::assert_full_round(&format!("nats://{servers}"), 300).await;
 
     let status = rpc(&client, "host-b", "status", json!({"port": monitors[0].1})).await;
     assert_eq!(status.data["running"], true);

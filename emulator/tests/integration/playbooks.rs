@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use agents::Filter;
-use agents::client::{Call, Client, ClientOptions, Targets};
 use testkit::{ChildGuard, NatsServer, port_for_child};
 
 const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
@@ -151,28 +149,11 @@ async fn the_playbooks_drive_a_whole_load_test() {
     assert!(pids.iter().all(|p| alive(*p)));
 
     // The test network: every instance discovered, a measured round gets every reply.
-    let fleet = Client::connect(&[format!("nats://{servers}")], ClientOptions::default())
-        .await
-        .unwrap();
-    let found = fleet
-        .discover(Filter::default(), Duration::from_secs(10), Some(300))
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 300);
+    let found = crate::common::assert_full_round(&format!("nats://{servers}"), 300).await;
     assert!(
         found.iter().any(|id| id.starts_with("pb-emu1-"))
             && found.iter().any(|id| id.starts_with("pb-emu2-"))
     );
-    let mut call = Call::rpc(
-        "emulated0",
-        "generate",
-        Default::default(),
-        Targets::Broadcast,
-        Duration::from_secs(5),
-    );
-    call.expected = Some(300);
-    assert_eq!(fleet.call(&call).await.unwrap().senders().len(), 300);
-    drop(fleet);
 
     for (host, m) in ["pb-emu1", "pb-emu2"].iter().zip(&monitors) {
         let mut args: Vec<String> = vec![

@@ -89,6 +89,33 @@ impl Client {
         }
     }
 
+    /// Sends `call` in batches: a direct call to more than `batch_size` nodes becomes one request
+    /// per batch of nodes (each expecting its batch), with `sleep` between batches. Returns each
+    /// batch's nodes with what was collected for it; a broadcast call is one batch.
+    pub async fn call_batched(
+        &self,
+        call: &Call,
+        batch_size: usize,
+        sleep: std::time::Duration,
+    ) -> Result<Vec<(Vec<String>, Collected)>, ClientError> {
+        let nodes = match &call.targets {
+            Targets::Direct(nodes) if batch_size > 0 && batch_size < nodes.len() => nodes,
+            Targets::Direct(nodes) => return Ok(vec![(nodes.clone(), self.call(call).await?)]),
+            Targets::Broadcast => return Ok(vec![(Vec::new(), self.call(call).await?)]),
+        };
+        let mut out = Vec::new();
+        for (i, chunk) in nodes.chunks(batch_size).enumerate() {
+            if i > 0 && !sleep.is_zero() {
+                tokio::time::sleep(sleep).await;
+            }
+            let mut batch = call.clone();
+            batch.targets = Targets::Direct(chunk.to_vec());
+            batch.expected = Some(chunk.len());
+            out.push((chunk.to_vec(), self.call(&batch).await?));
+        }
+        Ok(out)
+    }
+
     /// Sends `call` and collects its replies.
     pub async fn call(&self, call: &Call) -> Result<Collected, ClientError> {
         if let Targets::Direct(targets) = &call.targets

@@ -385,37 +385,27 @@ async fn send(
     expect: usize,
 ) -> anyhow::Result<RequestAccount> {
     let discovery = call.agent == "discovery";
-    match &call.targets {
-        Targets::Direct(nodes) if batch_size > 0 && batch_size < nodes.len() => {
-            // Each batch is its own request; the accounts merge into one.
-            let mut merged: Option<RequestAccount> = None;
-            for (i, chunk) in nodes.chunks(batch_size).enumerate() {
-                if i > 0 && batch_sleep > 0.0 {
-                    tokio::time::sleep(Duration::from_secs_f64(batch_sleep)).await;
-                }
-                let mut batch = call.clone();
-                batch.targets = Targets::Direct(chunk.to_vec());
-                batch.expected = Some(chunk.len());
-                let in_batch: BTreeSet<String> = chunk.iter().cloned().collect();
-                let collected = client.call(&batch).await?;
-                let a = account(&collected, &in_batch, chunk.len(), discovery);
-                merged = Some(match merged {
-                    None => a,
-                    Some(m) => merge(m, a),
-                });
-            }
-            let mut m = merged.unwrap_or_default();
-            // Identities discovery found but not addressed cannot happen in direct mode; keep
-            // the --expect surplus as unknown missing replies.
-            m.missing_unknown = expect.saturating_sub(expected.len());
-            m.expected = m.answered + m.missing_total();
-            Ok(m)
-        }
-        Targets::Direct(_) | Targets::Broadcast => {
-            let collected = client.call(call).await?;
-            Ok(account(&collected, expected, expect, discovery))
-        }
+    let batches = client
+        .call_batched(call, batch_size, Duration::from_secs_f64(batch_sleep))
+        .await?;
+    if let [(_, collected)] = batches.as_slice() {
+        return Ok(account(collected, expected, expect, discovery));
     }
+    // Each batch is its own request; the accounts merge into one.
+    let mut merged: Option<RequestAccount> = None;
+    for (chunk, collected) in &batches {
+        let in_batch: BTreeSet<String> = chunk.iter().cloned().collect();
+        let a = account(collected, &in_batch, chunk.len(), discovery);
+        merged = Some(match merged {
+            None => a,
+            Some(m) => merge(m, a),
+        });
+    }
+    let mut m = merged.unwrap_or_default();
+    // Every discovered node was addressed; keep the --expect surplus as unknown missing replies.
+    m.missing_unknown = expect.saturating_sub(expected.len());
+    m.expected = m.answered + m.missing_total();
+    Ok(m)
 }
 
 fn merge(mut a: RequestAccount, b: RequestAccount) -> RequestAccount {

@@ -149,32 +149,30 @@ impl Task for RpcTask {
             Ok(c) => c,
             Err(e) => return TaskOutcome::failed(e.to_string(), Vec::new()),
         };
-        let batch = self.batch_size.unwrap_or(self.nodes.len()).max(1);
         let mut replies: Vec<Reply> = Vec::new();
         let mut no_response: Vec<String> = Vec::new();
         let mut requestids: Vec<String> = Vec::new();
-        let batches: Vec<&[String]> = self.nodes.chunks(batch).collect();
-        for (i, chunk) in batches.iter().enumerate() {
-            if i > 0 && !self.batch_sleep.is_zero() {
-                tokio::time::sleep(self.batch_sleep).await;
+        let mut call = Call::rpc(
+            &self.agent,
+            &self.action,
+            self.properties.clone(),
+            Targets::Direct(self.nodes.clone()),
+            ctx.broker.rpc_timeout(&self.agent),
+        );
+        call.expected = Some(self.nodes.len());
+        let batches = match client
+            .call_batched(&call, self.batch_size.unwrap_or(0), self.batch_sleep)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return TaskOutcome::failed(
+                    format!("Failed request for {}#{}: {e}", self.agent, self.action),
+                    Vec::new(),
+                );
             }
-            let mut call = Call::rpc(
-                &self.agent,
-                &self.action,
-                self.properties.clone(),
-                Targets::Direct(chunk.to_vec()),
-                ctx.broker.rpc_timeout(&self.agent),
-            );
-            call.expected = Some(chunk.len());
-            let collected = match client.call(&call).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return TaskOutcome::failed(
-                        format!("Failed request for {}#{}: {e}", self.agent, self.action),
-                        Vec::new(),
-                    );
-                }
-            };
+        };
+        for (chunk, collected) in &batches {
             tracing::debug!(requestid = %collected.requestid, nodes = chunk.len(), "rpc batch done");
             let mut seen: Vec<String> = Vec::new();
             for event in collected.replies.iter().filter(|e| !e.late) {
@@ -196,7 +194,7 @@ impl Task for RpcTask {
                 }
             }
             no_response.extend(chunk.iter().filter(|n| !seen.contains(n)).cloned());
-            requestids.push(collected.requestid);
+            requestids.push(collected.requestid.clone());
         }
         let requestid = requestids.join(",");
         let what = format!("{}#{}", self.agent, self.action);

@@ -122,6 +122,8 @@ fn invalidate(g: &mut Inner, id: &str) {
     }
 }
 
+/// Consul's duration rules, written here independently of the client's parser on purpose: the
+/// conformance server must not share the code it checks, or a shared mistake would pass.
 fn parse_duration(v: &Value) -> Option<Duration> {
     match v {
         // Consul: numbers below 1000 are seconds, others nanoseconds.

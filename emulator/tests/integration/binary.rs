@@ -173,3 +173,58 @@ fn environment_variables_set_flags() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--instances must be at least 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_while_stopping() {
+    let mut child = Command::new(BIN)
+        .args([
+            "-i",
+            "3",
+            "--name",
+            "twice",
+            "-p",
+            "0",
+            "--http-address",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // A frozen private broker ignores SIGTERM, so the graceful stop waits for its grace period.
+    let broker = nats_server_children(child.id());
+    assert_eq!(broker.len(), 1);
+    let broker = broker[0] as i32;
+    emulator::limits::send_signal(broker, rustix::process::Signal::STOP);
+    emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::INT);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still stopping after the first signal"
+    );
+    emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::INT);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "the second signal exits at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    emulator::limits::send_signal(broker, rustix::process::Signal::KILL);
+    emulator::limits::send_signal(broker, rustix::process::Signal::CONT);
+}

@@ -220,6 +220,21 @@ impl ConsulClient {
         }
     }
 
+    /// A request with the default timeout whose answer must be a 2xx; returns the body.
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<String, ConsulError> {
+        let (status, _, text) = self
+            .send(method, path, query, body, Duration::from_secs(10))
+            .await?;
+        self.ok(path, status, &text)?;
+        Ok(text)
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -272,16 +287,9 @@ impl ConsulClient {
         query: &[(&str, String)],
     ) -> Result<bool, ConsulError> {
         let path = format!("kv/{key}");
-        let (status, _, body) = self
-            .send(
-                reqwest::Method::PUT,
-                &path,
-                query,
-                Some(value.to_vec()),
-                Duration::from_secs(10),
-            )
+        let body = self
+            .exchange(reqwest::Method::PUT, &path, query, Some(value.to_vec()))
             .await?;
-        self.ok(&path, status, &body)?;
         self.decode(&path, &body)
     }
 
@@ -300,16 +308,9 @@ impl ConsulClient {
     pub async fn kv_delete(&self, key: &str, cas: Option<u64>) -> Result<bool, ConsulError> {
         let path = format!("kv/{key}");
         let query: Vec<(&str, String)> = cas.map(|c| ("cas", c.to_string())).into_iter().collect();
-        let (status, _, body) = self
-            .send(
-                reqwest::Method::DELETE,
-                &path,
-                &query,
-                None,
-                Duration::from_secs(10),
-            )
+        let body = self
+            .exchange(reqwest::Method::DELETE, &path, &query, None)
             .await?;
-        self.ok(&path, status, &body)?;
         self.decode(&path, &body)
     }
 
@@ -327,16 +328,14 @@ impl ConsulClient {
     /// `PUT /v1/kv/:key?release=<session>`; whether the lock was released.
     pub async fn kv_release(&self, key: &str, session: &str) -> Result<bool, ConsulError> {
         let path = format!("kv/{key}");
-        let (status, _, body) = self
-            .send(
+        let body = self
+            .exchange(
                 reqwest::Method::PUT,
                 &path,
                 &[("release", session.to_string())],
                 None,
-                Duration::from_secs(10),
             )
             .await?;
-        self.ok(&path, status, &body)?;
         self.decode(&path, &body)
     }
 
@@ -350,16 +349,14 @@ impl ConsulClient {
             "LockDelay": secs(req.lock_delay),
             "Checks": [],
         });
-        let (status, _, text) = self
-            .send(
+        let text = self
+            .exchange(
                 reqwest::Method::PUT,
                 path,
                 &[],
                 Some(body.to_string().into_bytes()),
-                Duration::from_secs(10),
             )
             .await?;
-        self.ok(path, status, &text)?;
         let v: Value = self.decode(path, &text)?;
         v.get("ID")
             .and_then(Value::as_str)
@@ -397,16 +394,9 @@ impl ConsulClient {
     /// `PUT /v1/session/destroy/:id` (idempotent).
     pub async fn session_destroy(&self, id: &str) -> Result<(), ConsulError> {
         let path = format!("session/destroy/{id}");
-        let (status, _, text) = self
-            .send(
-                reqwest::Method::PUT,
-                &path,
-                &[],
-                None,
-                Duration::from_secs(10),
-            )
-            .await?;
-        self.ok(&path, status, &text)
+        self.exchange(reqwest::Method::PUT, &path, &[], None)
+            .await
+            .map(drop)
     }
 }
 

@@ -59,16 +59,10 @@ impl AgentId {
 
     /// The agent's DDL metadata, as `agent_inventory` reports it.
     pub fn metadata(self) -> ddl::Metadata {
-        let text = match self {
-            AgentId::Discovery => ddl::DISCOVERY,
-            AgentId::Rpcutil => ddl::RPCUTIL,
-            AgentId::Emulated(_) => ddl::EMULATED,
-            AgentId::Emulator => ddl::EMULATOR,
-        };
-        // The DDL files are compiled in and covered by a unit test, so parsing cannot fail at
-        // run time; fall back to a minimal record all the same rather than panic.
-        let mut meta = ddl::parse(text)
-            .map(|d| d.metadata)
+        // The DDL files are compiled in and covered by a unit test, so they always parse;
+        // fall back to a minimal record all the same rather than panic.
+        let mut meta = ddl::builtin(&self.name())
+            .map(|d| d.metadata.clone())
             .unwrap_or(ddl::Metadata {
                 name: String::new(),
                 description: String::new(),

@@ -19,7 +19,7 @@
 //! The whole expression must evaluate to a boolean.
 
 use crate::codec::Invalid;
-use crate::filter::{cached_regex, compare, text_matches};
+use crate::matching::{cached_regex, compare, fact_matches, text_matches};
 use crate::node::Node;
 
 /// Evaluates one element of a request's `compound` list.
@@ -445,7 +445,7 @@ fn with(what: &str, node: &dyn Node) -> Result<bool, Invalid> {
                     operator: op.to_owned(),
                     value: value.trim().to_owned(),
                 };
-                return crate::filter::fact_matches(&fact, node);
+                return fact_matches(&fact, node);
             }
         }
     }

@@ -4,15 +4,12 @@
 //! with AND, as in go-choria. A filter this node cannot evaluate (a compound statement outside
 //! the supported subset, an invalid regular expression) is an error, never a silent match.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-
-use regex::{Regex, RegexBuilder};
-
 use crate::codec::Invalid;
 use crate::compound;
+pub use crate::matching::fact_matches;
+use crate::matching::{cached_regex, slashed, text_matches};
 use crate::node::Node;
-use crate::protocol::{FactFilter, Filter};
+use crate::protocol::Filter;
 
 /// Whether `node` should answer a request carrying `filter`.
 pub fn matches(filter: &Filter, node: &dyn Node) -> Result<bool, Invalid> {
@@ -71,96 +68,4 @@ fn agent_matches(pattern: &str, node: &dyn Node) -> Result<bool, Invalid> {
     } else {
         Ok(node.has_agent(pattern))
     }
-}
-
-/// Exact comparison, or a regular expression when `pattern` is written `/like this/`.
-pub(crate) fn text_matches(pattern: &str, value: &str, icase: bool) -> Result<bool, Invalid> {
-    match slashed(pattern) {
-        Some(re) => Ok(cached_regex(re, icase)?.is_match(value)),
-        None if icase => Ok(pattern.eq_ignore_ascii_case(value)),
-        None => Ok(pattern == value),
-    }
-}
-
-fn slashed(pattern: &str) -> Option<&str> {
-    if pattern.len() >= 2 && pattern.starts_with('/') && pattern.ends_with('/') {
-        Some(&pattern[1..pattern.len() - 1])
-    } else {
-        None
-    }
-}
-
-/// Compares a fact of `node` with the operator and value of `filter`.
-pub fn fact_matches(filter: &FactFilter, node: &dyn Node) -> Result<bool, Invalid> {
-    let Some(actual) = node.fact(&filter.fact) else {
-        return Ok(false);
-    };
-    compare(&actual, &filter.operator, &filter.value)
-}
-
-/// Applies a fact operator (`== != < > <= >= =~`) to a fact value and a filter value.
-pub(crate) fn compare(
-    actual: &serde_json::Value,
-    operator: &str,
-    expected: &str,
-) -> Result<bool, Invalid> {
-    let actual_text = match actual {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let numeric = match (actual_text.parse::<f64>(), expected.parse::<f64>()) {
-        (Ok(a), Ok(b)) => Some((a, b)),
-        _ => None,
-    };
-    let ordering = match numeric {
-        Some((a, b)) => a.partial_cmp(&b),
-        None => Some(actual_text.as_str().cmp(expected)),
-    };
-    use std::cmp::Ordering::{Equal, Greater, Less};
-    Ok(match operator {
-        "==" | "=" => match numeric {
-            Some((a, b)) => a == b,
-            None => actual_text == expected,
-        },
-        "!=" => match numeric {
-            Some((a, b)) => a != b,
-            None => actual_text != expected,
-        },
-        "<" => ordering == Some(Less),
-        ">" => ordering == Some(Greater),
-        "<=" => matches!(ordering, Some(Less | Equal)),
-        ">=" => matches!(ordering, Some(Greater | Equal)),
-        "=~" => {
-            let re = slashed(expected).unwrap_or(expected);
-            cached_regex(re, true)?.is_match(&actual_text)
-        }
-        _ => return Err(Invalid::UnsupportedFilter),
-    })
-}
-
-const REGEX_CACHE_LIMIT: usize = 512;
-
-static REGEX_CACHE: LazyLock<Mutex<HashMap<(String, bool), Regex>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Compiles a filter regex once per process: thousands of instances evaluate the same broadcast.
-pub(crate) fn cached_regex(pattern: &str, icase: bool) -> Result<Regex, Invalid> {
-    let key = (pattern.to_owned(), icase);
-    if let Ok(cache) = REGEX_CACHE.lock()
-        && let Some(re) = cache.get(&key)
-    {
-        return Ok(re.clone());
-    }
-    let re = RegexBuilder::new(pattern)
-        .case_insensitive(icase)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|_| Invalid::UnsupportedFilter)?;
-    if let Ok(mut cache) = REGEX_CACHE.lock() {
-        if cache.len() >= REGEX_CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key, re.clone());
-    }
-    Ok(re)
 }

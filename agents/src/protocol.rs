@@ -166,6 +166,35 @@ pub struct FactFilter {
     pub value: String,
 }
 
+/// A fact filter on a command line that is not `fact<op>value`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fact filter {0:?}: expected fact=value (or == != < > <= >= =~)")]
+pub struct BadFactFilter(pub String);
+
+impl FactFilter {
+    /// Parses `fact=value`, `fact==value`, `fact!=value`, `fact<=N`, `fact=~/re/`, as `choria
+    /// req -F` does. The operator is the first one in the text (the longest at that place), so
+    /// `a<b=c` is `a < "b=c"`; `=` means `==`.
+    pub fn parse(text: &str) -> Result<FactFilter, BadFactFilter> {
+        const OPERATORS: [&str; 8] = ["=~", "==", "!=", "<=", ">=", "<", ">", "="];
+        let bad = || BadFactFilter(text.to_owned());
+        let start = text.find(['=', '!', '<', '>']).ok_or_else(bad)?;
+        let op = OPERATORS
+            .iter()
+            .find(|op| text[start..].starts_with(**op))
+            .ok_or_else(bad)?;
+        let fact = text[..start].trim();
+        if fact.is_empty() {
+            return Err(bad());
+        }
+        Ok(FactFilter {
+            fact: fact.to_owned(),
+            operator: if *op == "=" { "==" } else { op }.to_owned(),
+            value: text[start + op.len()..].trim().to_owned(),
+        })
+    }
+}
+
 /// `choria:secure:reply:1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecureReply<'a> {
@@ -223,5 +252,31 @@ where
         other => Err(D::Error::custom(format!(
             "fact filter value must be a string, number or boolean, not {other}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> (String, String, String) {
+        let f = FactFilter::parse(text).unwrap();
+        (f.fact, f.operator, f.value)
+    }
+
+    #[test]
+    fn fact_filters_take_the_first_operator() {
+        let t = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(parsed("shard>=3"), t("shard", ">=", "3"));
+        assert_eq!(parsed("role=emulator"), t("role", "==", "emulator"));
+        assert_eq!(parsed("role == web"), t("role", "==", "web"));
+        assert_eq!(parsed("id=~^a"), t("id", "=~", "^a"));
+        assert_eq!(parsed("n!=1"), t("n", "!=", "1"));
+        assert_eq!(parsed("a<b=c"), t("a", "<", "b=c"));
+        assert_eq!(parsed("a=b<c"), t("a", "==", "b<c"));
+        assert_eq!(parsed("x<=5"), t("x", "<=", "5"));
+        for bad in ["", "noop", "=x", " ==1", "a!b"] {
+            assert!(FactFilter::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -4,9 +4,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::choria_config::{ChoriaConfig, ConfigFileError};
 use crate::cli::Args;
 use crate::facts::FactsTemplate;
+use agents::config::{ChoriaConfig, ConfigFileError};
+use agents::servers::BadServer;
 
 /// Something wrong with the flags or files the emulator was given.
 #[derive(Debug, thiserror::Error)]
@@ -21,16 +22,16 @@ pub enum ConfigError {
     NoRamp,
     #[error("--shutdown-timeout must be a non-negative number of seconds, got {0}")]
     BadShutdownTimeout(f64),
-    #[error("invalid --server {0:?}: expected host:port or nats://host:port")]
-    BadServer(String),
+    #[error("invalid --server: {0}")]
+    BadServer(#[from] BadServer),
     #[error("invalid --bind {0:?}: expected IP addresses or a range like 127.0.0.2-127.0.0.9")]
     BadBind(String),
     #[error("--verify needs --tls-ca (or plugin.security.file.ca in the config file)")]
     VerifyWithoutCa,
     #[error("cannot read facts file {path}: {reason}")]
     Facts { path: PathBuf, reason: String },
-    #[error("cannot determine the host name for --name: {0}")]
-    Hostname(String),
+    #[error("--name not given and {0}")]
+    Hostname(#[from] agents::identity::NoHostname),
 }
 
 /// TLS settings for the NATS connections.
@@ -90,10 +91,7 @@ impl Config {
         if !args.shutdown_timeout.is_finite() || args.shutdown_timeout < 0.0 {
             return Err(ConfigError::BadShutdownTimeout(args.shutdown_timeout));
         }
-        let name = match &args.name {
-            Some(n) if !n.is_empty() => n.clone(),
-            _ => hostname()?,
-        };
+        let name = agents::identity::identity_or_hostname(args.name.as_deref())?;
         let raw_servers = if args.servers.is_empty() {
             file.list("plugin.choria.middleware_hosts")
         } else {
@@ -171,36 +169,91 @@ impl Config {
     }
 }
 
-fn hostname() -> Result<String, ConfigError> {
-    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let h = h.trim();
-        if !h.is_empty() {
-            return Ok(h.to_owned());
+/// Builds a [`Config`] in code (tests, benchmarks, programs that embed a fleet), with the same
+/// defaults as the command line.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl Config {
+    /// A fleet of `instances` daemons named `<name>-<i>` with the command line's defaults, an
+    /// HTTP listener on a free loopback port and no servers (a private broker) until
+    /// [`ConfigBuilder::server`] adds one.
+    pub fn builder(name: &str, instances: u32) -> ConfigBuilder {
+        let classes = ["emulator", "role::emulated", "shard_{shard}"]
+            .map(str::to_owned)
+            .to_vec();
+        ConfigBuilder {
+            config: Config {
+                name: name.to_owned(),
+                instances,
+                agents: 1,
+                collectives: vec![agents::subject::collective_name(0)],
+                servers: Vec::new(),
+                http: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                tls: None,
+                user: None,
+                connect_rate: 10_000,
+                connect_concurrency: 512,
+                bind: Vec::new(),
+                max_message: 1024 * 1024,
+                facts: FactsTemplate::plain(classes, 10),
+                shutdown_timeout: Duration::from_secs(10),
+                config_file: None,
+                loglevel: "info".to_owned(),
+                cmdline: Vec::new(),
+            },
         }
     }
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            ConfigError::Hostname("no /proc/sys/kernel/hostname and no $HOSTNAME".into())
-        })
+}
+
+impl ConfigBuilder {
+    /// Adds a NATS server (`host:port` or a URL).
+    pub fn server(mut self, url: &str) -> Result<ConfigBuilder, ConfigError> {
+        let tls = self.config.tls.is_some();
+        self.config.servers.push(normalise_server(url, tls)?);
+        Ok(self)
+    }
+
+    /// Number of `emulatedN` agents.
+    pub fn agents(mut self, agents: u32) -> ConfigBuilder {
+        self.config.agents = agents;
+        self
+    }
+
+    /// Number of collectives (`mcollective`, `collective1`, ...).
+    pub fn collectives(mut self, collectives: u32) -> ConfigBuilder {
+        self.config.collectives = (0..collectives.max(1) as usize)
+            .map(agents::subject::collective_name)
+            .collect();
+        self
+    }
+
+    /// Where `/debug/vars` and `/metrics` are served.
+    pub fn http(mut self, addr: SocketAddr) -> ConfigBuilder {
+        self.config.http = addr;
+        self
+    }
+
+    /// How long a stop waits for connections to drain.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> ConfigBuilder {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The finished configuration; refuses what [`Config::from_args`] refuses.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        if self.config.instances == 0 {
+            return Err(ConfigError::NoInstances);
+        }
+        Ok(self.config)
+    }
 }
 
 /// Accepts `host:port`, `nats://host:port` and `tls://host:port`.
 pub fn normalise_server(raw: &str, tls: bool) -> Result<String, ConfigError> {
-    let raw = raw.trim();
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((scheme @ ("nats" | "tls"), rest)) => (scheme, rest),
-        Some(_) => return Err(ConfigError::BadServer(raw.to_owned())),
-        None => (if tls { "tls" } else { "nats" }, raw),
-    };
-    let Some((host, port)) = rest.rsplit_once(':') else {
-        return Err(ConfigError::BadServer(raw.to_owned()));
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(ConfigError::BadServer(raw.to_owned()));
-    }
-    Ok(format!("{scheme}://{host}:{port}"))
+    Ok(agents::servers::normalise(raw, tls)?)
 }
 
 /// Parses `127.0.0.2`, `127.0.0.2-127.0.0.9` or `127.0.0.2-9`.

@@ -36,6 +36,15 @@ pub struct Subject<'a> {
 }
 
 impl FactsTemplate {
+    /// Facts without an extra facts file.
+    pub fn plain(classes: Vec<String>, shards: u32) -> FactsTemplate {
+        FactsTemplate {
+            extra: Map::new(),
+            classes,
+            shards: shards.max(1),
+        }
+    }
+
     /// Loads the optional JSON facts file (an object); errors carry the path and reason.
     pub fn new(
         facts_file: Option<&Path>,

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use agents::debug_vars::{DebugVars, FleetConfig, MemStats};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::shared::Shared;
@@ -27,7 +27,7 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) {
     let app = Router::new()
-        .route("/debug/vars", get(debug_vars))
+        .route("/debug/vars", get(serve_debug_vars))
         .route("/metrics", get(metrics))
         .with_state(shared);
     let result = axum::serve(listener, app)
@@ -39,36 +39,33 @@ pub(crate) async fn serve(
 }
 
 /// The /debug/vars document.
-pub(crate) fn debug_vars_json(shared: &Shared) -> serde_json::Value {
+pub(crate) fn debug_vars(shared: &Shared) -> DebugVars {
     let config = &shared.config;
     let memory = ProcessMemory::read();
     let tls = config.tls.as_ref();
-    json!({
-        "cmdline": config.cmdline,
-        "name": config.name,
-        "config": {
-            "instances": config.instances,
-            "agents": config.agents,
-            "collectives": config.collectives.len(),
-            "pid": std::process::id(),
-            "TLS": u8::from(tls.is_some()),
-            "tlsVerify": u8::from(tls.is_some_and(|t| t.verify)),
+    DebugVars {
+        cmdline: config.cmdline.clone(),
+        name: config.name.clone(),
+        config: FleetConfig {
+            instances: u64::from(config.instances),
+            agents: u64::from(config.agents),
+            collectives: config.collectives.len() as u64,
+            pid: std::process::id(),
+            tls: u8::from(tls.is_some()),
+            tls_verify: u8::from(tls.is_some_and(|t| t.verify)),
         },
-        "memstats": {
-            "Sys": memory.rss,
-            "RSS": memory.rss,
-            "PeakRSS": memory.peak_rss,
-            "VmSize": memory.virtual_size,
+        memstats: MemStats {
+            sys: memory.rss,
+            rss: memory.rss,
+            peak_rss: memory.peak_rss,
+            vm_size: memory.virtual_size,
         },
-        "emulator": shared.stats.to_json(),
-    })
+        emulator: shared.stats.snapshot(),
+    }
 }
 
-async fn debug_vars(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        debug_vars_json(&shared).to_string(),
-    )
+async fn serve_debug_vars(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    axum::Json(debug_vars(&shared))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

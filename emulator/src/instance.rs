@@ -18,9 +18,10 @@ use async_nats::{Client, ConnectOptions, Event};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::admit::{self, Admitted, Refusal};
 use crate::facts::Subject;
 use crate::shared::Shared;
+use agents::admit::{self, Admitted, Refusal};
+use agents::clock::unix_now;
 
 const NEVER: u8 = 0;
 const UP: u8 = 1;
@@ -305,13 +306,6 @@ pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
     let base = (100u64 << exp).min(5_000);
     let jitter = rand::rng().random_range(0.5..1.5);
     Duration::from_millis((base as f64 * jitter) as u64)
-}
-
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Node for Instance {

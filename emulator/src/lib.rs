@@ -6,15 +6,16 @@
 //! 1. [`cli`] → [`config`]: flags, environment and a Choria-style config file become a validated
 //!    [`Config`]; [`facts`] renders what each node looks like to filters.
 //! 2. [`limits`]: raise the open-file limit and refuse a fleet that cannot fit.
-//! 3. [`broker`]: without `--server`, start a private nats-server.
+//! 3. private broker: without `--server`, start a private nats-server (the `natsproc` crate).
 //! 4. `http`: bind `/debug/vars` and `/metrics`.
 //! 5. `fleet`: ramp up the instances; each `instance` connects, subscribes and serves
 //!    requests through the `agents` crate, counting everything in [`stats`].
-//! 6. [`shutdown`]: signals cancel the fleet, which drains within a deadline.
+//! 6. shutdown: the future given to [`run`] (the binary passes `natsproc::shutdown::signals`)
+//!    cancels the fleet, which drains within a deadline.
+//!
+//! The `emulator` binary also runs `emulator measure` and `emulator scrape` from the `measure`
+//! crate; this crate holds no measuring, scraping or node-daemon code.
 
-mod admit;
-pub mod broker;
-pub mod choria_config;
 pub mod cli;
 pub mod config;
 pub mod facts;
@@ -22,12 +23,7 @@ mod fleet;
 mod http;
 mod instance;
 pub mod limits;
-pub mod measure;
-pub mod node;
-pub mod report;
-pub mod scrape;
 mod shared;
-pub mod shutdown;
 pub mod stats;
 
 use std::future::Future;
@@ -37,13 +33,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, ConfigBuilder};
 pub use fleet::StopReport;
 
-use crate::broker::{BrokerError, LocalNatsOptions, LocalNatsServer};
 use crate::fleet::Fleet;
 use crate::limits::FitError;
 use crate::shared::{Shared, TlsError};
+use natsproc::{LocalNatsOptions, LocalNatsServer, NatsError};
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +47,15 @@ pub enum Error {
     #[error(transparent)]
     Fit(#[from] FitError),
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(#[from] NatsError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("only {ready} of {configured} instances connected within {seconds}s")]
+    NotReady {
+        ready: u64,
+        configured: u32,
+        seconds: f64,
+    },
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -101,7 +103,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         let server =
             tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
                 .await
-                .map_err(|e| BrokerError::Spawn(std::io::Error::other(e)))??;
+                .map_err(|e| NatsError::Spawn(std::io::Error::other(e)))??;
         tracing::info!(
             url = %server.client_url(),
             monitor = %server.monitor_url(),
@@ -180,8 +182,8 @@ impl Running {
     }
 
     /// The current /debug/vars document.
-    pub fn debug_vars(&self) -> serde_json::Value {
-        http::debug_vars_json(&self.shared)
+    pub fn debug_vars(&self) -> agents::DebugVars {
+        http::debug_vars(&self.shared)
     }
 
     /// Stops every instance (draining within `deadline`), the HTTP listener and the private
@@ -205,6 +207,25 @@ impl Running {
             "emulator stopped"
         );
         report
+    }
+}
+
+/// Starts `config` and waits until every instance is connected and subscribed, at most
+/// `limit` (tests and embedding programs).
+pub async fn start_ready(config: Config, limit: Duration) -> Result<Running, Error> {
+    let running = start(config).await?;
+    match tokio::time::timeout(limit, running.wait_ready()).await {
+        Ok(_) => Ok(running),
+        Err(_) => {
+            let ready = running.ready_count();
+            let configured = running.shared.config.instances;
+            running.stop(Duration::from_secs(2)).await;
+            Err(Error::NotReady {
+                ready,
+                configured,
+                seconds: limit.as_secs_f64(),
+            })
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! pair also has only the ephemeral port range to draw from; `--bind` spreads instances over
 //! several source addresses.
 
-use rustix::process::{Pid, Resource, Signal, getrlimit, kill_process, setrlimit};
+use rustix::process::{Resource, getrlimit, setrlimit};
 
 /// File descriptors kept free for the HTTP listener, logs, the private nats-server's pipes and
 /// the runtime.
@@ -137,12 +137,6 @@ pub fn check_fit(
 }
 
 /// Sends `signal` to process `pid`, ignoring errors (the process may be gone).
-pub fn send_signal(pid: i32, signal: Signal) {
-    if let Some(pid) = Pid::from_raw(pid) {
-        let _ = kill_process(pid, signal);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,34 @@
-//! `emulator`: parse flags, install logging, run the fleet until a signal.
-//!
-//! `emulator measure ...` and `emulator scrape ...` run the measuring client and the scraper.
+//! `emulator`: parse flags, install logging, run the fleet until a signal; or run one of the
+//! measuring subcommands of the `measure` crate.
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use emulator::cli::Args;
-use emulator::measure::MeasureArgs;
-use emulator::scrape::ScrapeArgs;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+/// Emulates a network of Choria daemons, each with its own NATS connection.
+#[derive(Debug, Parser)]
+#[command(
+    name = "emulator",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    fleet: emulator::cli::Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Discovery and RPC rounds against a whole fleet, every reply accounted.
+    Measure(Box<measure::MeasureArgs>),
+    /// Samples /debug/vars and nats-server monitoring into a time series and a page.
+    Scrape(measure::ScrapeArgs),
+}
 
 fn install_tracing(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -18,6 +39,7 @@ fn install_tracing(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -29,28 +51,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match argv.get(1).and_then(|a| a.to_str()) {
-        Some("measure") => {
-            argv.remove(0);
-            let args = MeasureArgs::parse_from(argv);
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Measure(args)) => {
             install_tracing("warn");
-            let code = runtime()?.block_on(emulator::measure::run(args))?;
+            let code = runtime()?.block_on(measure::measure(*args))?;
             std::process::exit(code);
         }
-        Some("scrape") => {
-            argv.remove(0);
-            let args = ScrapeArgs::parse_from(argv);
+        Some(Command::Scrape(args)) => {
             install_tracing("warn");
-            let code = runtime()?.block_on(emulator::scrape::run(args))?;
+            let code = runtime()?.block_on(measure::scrape(args))?;
             std::process::exit(code);
         }
-        _ => {}
+        None => {}
     }
-    let args = Args::parse_from(argv);
-    let config = emulator::Config::from_args(&args).context("invalid configuration")?;
+    let config = emulator::Config::from_args(&cli.fleet).context("invalid configuration")?;
     install_tracing(&config.loglevel);
-    let report = runtime()?.block_on(emulator::run(config, emulator::shutdown::signals()))?;
+    let report = runtime()?.block_on(emulator::run(config, natsproc::shutdown::signals()))?;
     if !report.drained_cleanly {
         std::process::exit(1);
     }

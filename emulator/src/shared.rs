@@ -31,7 +31,7 @@ impl Shared {
         Ok(Shared {
             stats: Stats::new(config.instances, config.agents),
             agent_ids: AgentId::all(config.agents),
-            start_time: crate::instance::unix_now(),
+            start_time: agents::clock::unix_now(),
             config_file: config
                 .config_file
                 .as_ref()
@@ -63,7 +63,7 @@ impl LogLimiter {
 
     /// True when this event may be logged.
     pub(crate) fn allow(&self) -> bool {
-        let now = crate::instance::unix_now() as u64;
+        let now = agents::clock::unix_now() as u64;
         let mut current = self.window.load(Ordering::Relaxed);
         loop {
             let (second, count) = (current >> 20, current & 0xfffff);

@@ -7,8 +7,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use agents::debug_vars::{
+    self, ByteCounters, Counters, InstanceCounters, ReplyCounters, RequestCounters,
+};
 use agents::{AgentId, Invalid};
-use serde_json::{Map, Value, json};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -129,52 +131,54 @@ impl Stats {
     }
 
     /// The counters as the `emulator` object of /debug/vars.
-    pub fn to_json(&self) -> Value {
-        let invalid: Map<String, Value> = Invalid::ALL
-            .iter()
-            .map(|r| (r.as_str().to_owned(), json!(self.invalid_count(*r))))
-            .collect();
-        let agents: Map<String, Value> = self
-            .agents
-            .iter()
-            .map(|(name, c)| {
-                (
-                    name.clone(),
-                    json!({"requests": c.requests.get(), "answered": c.answered.get()}),
-                )
-            })
-            .collect();
+    pub fn snapshot(&self) -> Counters {
         let connected = self.instances_connected.get().max(0);
-        json!({
-            "instances": {
-                "configured": self.instances_configured,
-                "started": self.instances_started.get(),
-                "connected": connected,
-                "disconnected": (self.instances_started.get() as i64 - connected).max(0),
-                "connect_failures": self.connect_failures.get(),
-                "disconnects": self.disconnects.get(),
-                "reconnects": self.reconnects.get(),
-                "slow_consumers": self.slow_consumers.get(),
+        let started = self.instances_started.get();
+        Counters {
+            instances: InstanceCounters {
+                configured: self.instances_configured,
+                started,
+                connected: connected as u64,
+                disconnected: (started as i64 - connected).max(0) as u64,
+                connect_failures: self.connect_failures.get(),
+                disconnects: self.disconnects.get(),
+                reconnects: self.reconnects.get(),
+                slow_consumers: self.slow_consumers.get(),
             },
-            "requests": {
-                "received": self.messages_received.get(),
-                "valid": self.requests_valid.get(),
-                "invalid": self.invalid_total(),
-                "invalid_by_reason": invalid,
-                "expired": self.requests_expired.get(),
-                "filtered": self.requests_filtered.get(),
-                "passed": self.requests_passed.get(),
+            requests: RequestCounters {
+                received: self.messages_received.get(),
+                valid: self.requests_valid.get(),
+                invalid: self.invalid_total(),
+                invalid_by_reason: Invalid::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_owned(), self.invalid_count(*r)))
+                    .collect(),
+                expired: self.requests_expired.get(),
+                filtered: self.requests_filtered.get(),
+                passed: self.requests_passed.get(),
             },
-            "agents": agents,
-            "replies": {
-                "sent": self.replies_sent.get(),
-                "publish_errors": self.publish_errors.get(),
+            agents: self
+                .agents
+                .iter()
+                .map(|(name, c)| {
+                    (
+                        name.clone(),
+                        debug_vars::AgentCounters {
+                            requests: c.requests.get(),
+                            answered: c.answered.get(),
+                        },
+                    )
+                })
+                .collect(),
+            replies: ReplyCounters {
+                sent: self.replies_sent.get(),
+                publish_errors: self.publish_errors.get(),
             },
-            "bytes": {
-                "in": self.bytes_in.get(),
-                "out": self.bytes_out.get(),
+            bytes: ByteCounters {
+                bytes_in: self.bytes_in.get(),
+                bytes_out: self.bytes_out.get(),
             },
-        })
+        }
     }
 
     /// The counters in Prometheus text exposition format.

@@ -7,7 +7,14 @@ use testkit::NatsServer;
 use crate::test::{Output, Test};
 
 async fn fleet(url: &str, name: &str, instances: u32) -> emulator::Running {
-    testkit::start_fleet(url, name, instances, &[]).await
+    let config = emulator::Config::builder(name, instances)
+        .server(url)
+        .expect("valid server URL")
+        .build()
+        .expect("valid fleet");
+    emulator::start_ready(config, Duration::from_secs(30))
+        .await
+        .expect("every instance connects within 30s")
 }
 
 /// Runs the binary off the async runtime so the fleet keeps answering.

@@ -1,24 +1,25 @@
 //! Test harness shared by the workspace's integration tests: real servers on free loopback
 //! ports, stopped on drop, and helpers to read their state.
 //!
-//! - [`NatsServer`]: a real `nats-server` (the emulator's own launcher) plus its monitoring
-//!   endpoints `/varz`, `/connz` (all pages) and `/subsz`.
+//! - [`NatsServer`]: a real `nats-server` (started by `natsproc`, as the emulator starts its
+//!   private broker) plus its monitoring endpoints `/varz`, `/connz` (all pages) and `/subsz`.
+//! - [`workspace_binary`]: the programs of the other crates, for end-to-end tests.
 //! - [`Etcd`]: a real `etcd` 3.4 member on free loopback ports ([`etcd`]).
 //! - [`ConsulConformance`]: an in-process server following the documented Consul KV and
 //!   session HTTP semantics ([`consul`]); it is not Consul.
 
 pub mod consul;
 pub mod etcd;
-pub mod fleet;
+pub mod process;
 
 pub use consul::ConsulConformance;
 pub use etcd::Etcd;
-pub use fleet::{ChildGuard, port_for_child, start_fleet};
+pub use process::{ChildGuard, port_for_child, workspace_binary};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use emulator::broker::{LocalNatsOptions, LocalNatsServer};
+pub use natsproc::{LocalNatsOptions, LocalNatsServer};
 
 /// A real nats-server for one test.
 pub struct NatsServer {

@@ -64,7 +64,7 @@ async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
 
     let broker_pid = nats_server_children(child.id());
     assert_eq!(broker_pid.len(), 1, "one private nats-server child");
-    emulator::limits::send_signal(child.id() as i32, rustix_signal_term());
+    natsproc::send_signal(child.id() as i32, rustix_signal_term());
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -84,7 +84,7 @@ async fn without_servers_it_starts_a_private_broker_and_stops_it_on_sigterm() {
 }
 
 fn rustix_signal_term() -> rustix::process::Signal {
-    rustix::process::Signal::TERM
+    natsproc::process::Signal::TERM
 }
 
 fn nats_server_children(parent: u32) -> Vec<u32> {
@@ -205,14 +205,14 @@ async fn a_second_signal_exits_at_once_while_stopping() {
     let broker = nats_server_children(child.id());
     assert_eq!(broker.len(), 1);
     let broker = broker[0] as i32;
-    emulator::limits::send_signal(broker, rustix::process::Signal::STOP);
-    emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::INT);
+    natsproc::send_signal(broker, natsproc::process::Signal::STOP);
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::INT);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "still stopping after the first signal"
     );
-    emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::INT);
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::INT);
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -225,6 +225,6 @@ async fn a_second_signal_exits_at_once_while_stopping() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(status.code(), Some(130));
-    emulator::limits::send_signal(broker, rustix::process::Signal::KILL);
-    emulator::limits::send_signal(broker, rustix::process::Signal::CONT);
+    natsproc::send_signal(broker, natsproc::process::Signal::KILL);
+    natsproc::send_signal(broker, natsproc::process::Signal::CONT);
 }

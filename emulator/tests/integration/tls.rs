@@ -56,10 +56,10 @@ async fn instances_connect_over_tls_with_and_without_verification() {
         &["--tls", "--verify", "--tls-ca", &pki.path("ca.pem")],
     )
     .await;
-    assert_eq!(verified.debug_vars()["config"]["tlsVerify"], 1);
+    assert_eq!(verified.debug_vars().config.tls_verify, 1);
     let unverified = start_emulator(&nats.url(), "tlsu", 2, &["--tls"]).await;
-    assert_eq!(unverified.debug_vars()["config"]["TLS"], 1);
-    assert_eq!(unverified.debug_vars()["config"]["tlsVerify"], 0);
+    assert_eq!(unverified.debug_vars().config.tls, 1);
+    assert_eq!(unverified.debug_vars().config.tls_verify, 0);
     nats.wait_connections(5, Duration::from_secs(10)).await;
     let conns = nats.monitor("/connz").await;
     for c in conns["connections"].as_array().unwrap() {

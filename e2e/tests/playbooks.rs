@@ -4,22 +4,17 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use testkit::{ChildGuard, NatsServer, port_for_child};
+use testkit::{ChildGuard, NatsServer, port_for_child, workspace_binary};
 
-const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
-const EMULATOR: &str = env!("CARGO_BIN_EXE_emulator");
+static NODE: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("loadlab-node"));
+static EMULATOR: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
-/// The `playbook` binary, built beside this crate's binaries by `cargo test --workspace`.
+/// The `playbook` binary (built on first use).
 fn playbook_binary() -> PathBuf {
-    let bin = PathBuf::from(EMULATOR).with_file_name("playbook");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p playbook` (scripts/test does)",
-        bin.display()
-    );
-    bin
+    workspace_binary("playbook")
 }
 
 fn repo() -> PathBuf {
@@ -71,7 +66,7 @@ async fn the_playbooks_drive_a_whole_load_test() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let spawn = |id: &str, role: &str, dir: &tempfile::TempDir| {
         ChildGuard(
-            Command::new(NODE)
+            Command::new(&*NODE)
                 .args([
                     "--server",
                     &mgmt.url(),
@@ -80,7 +75,7 @@ async fn the_playbooks_drive_a_whole_load_test() {
                     "--fact",
                     &format!("role={role}"),
                     "--emulator",
-                    EMULATOR,
+                    EMULATOR.to_str().expect("UTF-8 path"),
                 ])
                 .arg("--workdir")
                 .arg(dir.path())

@@ -17,7 +17,7 @@ use crate::report::{self, Series};
 
 /// Polls emulators and nats-servers into a time series.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "emulator scrape")]
+#[command(about = "Samples /debug/vars and nats-server monitoring into a time series and a page")]
 pub struct ScrapeArgs {
     /// Emulator HTTP address (`http://host:8080` or the full /debug/vars URL); repeatable.
     #[arg(long = "vars")]

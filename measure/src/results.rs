@@ -9,8 +9,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{MeasureArgs, RequestAccount, buckets};
+use crate::account::{RequestAccount, buckets};
 use crate::report::{self, Series};
+use crate::run::MeasureArgs;
 
 /// Totals over every request.
 #[derive(Debug, Clone, Serialize)]

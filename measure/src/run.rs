@@ -5,9 +5,6 @@
 //! `--rate` requests per second) → [`account`] each request → [`results`] (CSV, JSON, HTML) →
 //! summary table and exit code.
 
-mod account;
-mod results;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,14 +14,14 @@ use agents::client::{Call, Client, ClientOptions, Dialect, Targets};
 use agents::{FactFilter, Filter};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
-pub use account::{RequestAccount, account, buckets};
-pub use results::Summary;
+use crate::account::{RequestAccount, account};
+use crate::progress::progress;
+use crate::results::{self, Summary};
 
 /// Measures discovery and RPC against an emulated (or real) Choria fleet.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "emulator measure")]
+#[command(about = "Discovery and RPC rounds against a whole fleet, every reply accounted")]
 pub struct MeasureArgs {
     /// NATS server host:port or nats://host:port (repeatable).
     #[arg(
@@ -136,7 +133,7 @@ impl MeasureArgs {
             ..Filter::default()
         };
         for fact in &self.facts {
-            filter.fact.push(parse_fact(fact)?);
+            filter.fact.push(FactFilter::parse(fact)?);
         }
         if let Some(expr) = &self.compound {
             filter.compound = vec![serde_json::json!([{ "expr": expr }])];
@@ -177,49 +174,13 @@ impl MeasureArgs {
     }
 }
 
-/// Parses `name=value`, `name!=value`, `name>=4`, `name=~regex`.
-pub fn parse_fact(text: &str) -> anyhow::Result<FactFilter> {
-    for op in ["=~", "==", "!=", "<=", ">=", "<", ">", "="] {
-        if let Some((name, value)) = text.split_once(op) {
-            let name = name.trim();
-            if name.is_empty() {
-                break;
-            }
-            return Ok(FactFilter {
-                fact: name.to_owned(),
-                operator: if op == "=" {
-                    "==".into()
-                } else {
-                    op.to_owned()
-                },
-                value: value.trim().to_owned(),
-            });
-        }
-    }
-    bail!("invalid fact filter {text:?}: expected name=value (or != < > <= >= =~)")
-}
-
-fn progress(len: u64, quiet: bool, message: &str) -> ProgressBar {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_owned());
-    bar
-}
-
 /// Runs the measurement; returns the process exit code.
 pub async fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     args.validate()?;
     let servers: Vec<String> = args
         .servers
         .iter()
-        .map(|s| crate::config::normalise_server(s, false))
+        .map(|s| agents::servers::normalise(s, false))
         .collect::<Result<_, _>>()?;
     let filter = args.filter()?;
     let options = ClientOptions {
@@ -435,19 +396,6 @@ fn merge(mut a: RequestAccount, b: RequestAccount) -> RequestAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fact_filters_parse() {
-        let f = parse_fact("shard>=3").unwrap();
-        assert_eq!(
-            (f.fact.as_str(), f.operator.as_str(), f.value.as_str()),
-            ("shard", ">=", "3")
-        );
-        assert_eq!(parse_fact("role=emulator").unwrap().operator, "==");
-        assert_eq!(parse_fact("id=~^a").unwrap().operator, "=~");
-        assert!(parse_fact("nonsense").is_err());
-        assert!(parse_fact("=x").is_err());
-    }
 
     #[test]
     fn bad_numbers_are_refused() {

@@ -1,8 +1,8 @@
-//! `loadlab-node`: the node daemon for load-test hosts (see `emulator::node`).
+//! `loadlab-node`: the node daemon for load-test hosts (see the `node` library).
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use emulator::node::NodeArgs;
+use node::NodeArgs;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -18,5 +18,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(emulator::node::run(args, emulator::shutdown::signals()))
+    runtime.block_on(node::run(args, natsproc::shutdown::signals()))
 }

@@ -2,20 +2,22 @@
 //! and two emulator fleets started through the `emulator` agent, measured, then stopped.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use agents::client::{Call, Client, ClientOptions, ReplyOutcome, Targets};
 use agents::{FactFilter, Filter, RpcReply, StatusCode};
 use serde_json::{Value, json};
-use testkit::{ChildGuard, NatsServer, port_for_child};
+use testkit::{ChildGuard, NatsServer, port_for_child, workspace_binary};
 
-const NODE: &str = env!("CARGO_BIN_EXE_loadlab-node");
-const EMULATOR: &str = env!("CARGO_BIN_EXE_emulator");
+static NODE: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("loadlab-node"));
+static EMULATOR: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
 fn node(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> ChildGuard {
     ChildGuard(
-        Command::new(NODE)
+        Command::new(&*NODE)
             .args([
                 "--server",
                 url,
@@ -24,7 +26,7 @@ fn node(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> Chi
                 "--fact",
                 &format!("role={role}"),
                 "--emulator",
-                EMULATOR,
+                EMULATOR.to_str().expect("UTF-8 path"),
             ])
             .arg("--workdir")
             .arg(workdir)
@@ -170,7 +172,7 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
     assert!(status.data["memory"].as_u64().unwrap() > 0);
 
     // An emulator that dies is reported as dead.
-    emulator::limits::send_signal(monitors[1].2 as i32, rustix::process::Signal::KILL);
+    natsproc::send_signal(monitors[1].2 as i32, natsproc::process::Signal::KILL);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dead = rpc(&client, "host-c", "status", json!({"port": monitors[1].1})).await;
     assert_eq!(dead.data["running"], false);

@@ -1,34 +1,11 @@
-//! Reading a Choria-style `key = value` configuration file.
+//! Reading a Choria-style `key = value` configuration file (`client.conf`, `server.conf`).
 //!
-//! Only a few keys mean anything to the emulator (see [`HONOURED_KEYS`]); every other key of a
-//! real Choria configuration is accepted and ignored, so an existing `client.conf` or
-//! `server.conf` can be passed as is. `/dev/null` is a valid, empty file.
+//! Every program of the workspace reads the keys it knows and ignores the rest, so an existing
+//! Choria configuration can be passed as is. `/dev/null` is a valid, empty file. Lines starting
+//! with `#` or `;` are comments.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Keys the emulator reads, with what they set.
-pub const HONOURED_KEYS: [(&str, &str); 7] = [
-    (
-        "plugin.choria.middleware_hosts",
-        "NATS servers, comma separated host:port (like --server)",
-    ),
-    ("loglevel", "log level (like --loglevel)"),
-    (
-        "plugin.security.file.ca",
-        "CA certificate for TLS (like --tls-ca)",
-    ),
-    (
-        "plugin.security.file.certificate",
-        "client certificate for TLS (like --tls-cert)",
-    ),
-    (
-        "plugin.security.file.key",
-        "client key for TLS (like --tls-key)",
-    ),
-    ("plugin.nats.user", "NATS user name"),
-    ("plugin.nats.pass", "NATS password"),
-];
 
 /// A configuration file that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +73,20 @@ impl ChoriaConfig {
             .get(key)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// A Boolean value (`true`/`yes`/`1`, `false`/`no`/`0`); `None` when unset or not Boolean.
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.get(key)?.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Some(true),
+            "false" | "no" | "0" | "off" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Sets `key` (used by tests and by programs that write a config for a child).
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.values.insert(key.to_owned(), value.to_owned());
     }
 
     /// A comma-separated value as a list.

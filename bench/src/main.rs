@@ -13,7 +13,7 @@ use agents::Filter;
 use agents::client::{Call, Client, ClientOptions, Targets};
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use emulator::broker::{LocalNatsOptions, LocalNatsServer};
+use natsproc::{LocalNatsOptions, LocalNatsServer};
 
 /// Benchmarks the emulator at several fleet sizes.
 #[derive(Debug, Parser)]
@@ -160,7 +160,7 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         }
         rpc.push(started.elapsed().as_secs_f64());
     }
-    emulator::limits::send_signal(child.id() as i32, rustix::process::Signal::TERM);
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);
     let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
     Ok(Row {
         size,

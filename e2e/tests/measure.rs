@@ -1,21 +1,25 @@
 //! `emulator measure` and `emulator scrape` against a real nats-server and fleet.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use agents::client::{Call, Targets};
 use agents::codec::{self, ReplyParts};
-use emulator::measure::account;
 use futures::StreamExt as _;
+use measure::account::account;
+
+use testkit::workspace_binary;
 
 use crate::common::{Fleet, start_emulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_emulator");
+static BIN: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
 async fn measure(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
+        Command::new(&*BIN)
             .arg("measure")
             .args(args)
             .output()
@@ -39,7 +43,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_rounds_are_counted_exactly_and_written_out() {
-    let mut fleet = Fleet::start("m", 40, &[]).await;
+    let mut fleet = Fleet::start("m", 40).await;
     let out = tempfile::tempdir().unwrap();
     let mut args = strings(&[
         "--server",
@@ -131,7 +135,7 @@ fn assert_report_is_drawn(page: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_batched_requests_are_counted_exactly() {
-    let mut fleet = Fleet::start("d", 23, &[]).await;
+    let mut fleet = Fleet::start("d", 23).await;
     let out = tempfile::tempdir().unwrap();
     let mut args = strings(&[
         "--server",
@@ -172,8 +176,8 @@ async fn direct_batched_requests_are_counted_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_replies_are_reported_by_identity() {
-    let mut fleet = Fleet::start("keep", 6, &[]).await;
-    let gone = start_emulator(&fleet.nats.url(), "gone", 3, &[]).await;
+    let mut fleet = Fleet::start("keep", 6).await;
+    let gone = start_emulator(&fleet.nats.url(), "gone", 3).await;
     // Discovery sees all nine; then part of the fleet stops before the RPC rounds.
     let client = fleet.client().await;
     let found = client
@@ -245,7 +249,7 @@ async fn lost_replies_are_reported_by_identity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_bad_hashes_and_garbage_on_the_reply_subject_are_accounted() {
-    let mut fleet = Fleet::start("acct", 4, &[]).await;
+    let mut fleet = Fleet::start("acct", 4).await;
     let client = fleet.client().await;
     // A meddler that answers every generate request three times: garbage, a reply with a
     // broken hash, and a duplicate of a real node's reply.
@@ -314,7 +318,7 @@ async fn duplicates_bad_hashes_and_garbage_on_the_reply_subject_are_accounted() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_without_hanging() {
-    let mut fleet = Fleet::start("bad", 2, &[]).await;
+    let mut fleet = Fleet::start("bad", 2).await;
     let started = Instant::now();
     let none = measure(strings(&[
         "--server",
@@ -347,7 +351,7 @@ async fn bad_input_gets_clear_errors_without_hanging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_records_a_time_series_and_draws_it() {
-    let mut fleet = Fleet::start("scr", 5, &[]).await;
+    let mut fleet = Fleet::start("scr", 5).await;
     let vars = format!("http://{}", fleet.running.as_ref().unwrap().http_addr());
     let out = tempfile::tempdir().unwrap();
     let args = vec![
@@ -367,7 +371,7 @@ async fn scrape_records_a_time_series_and_draws_it() {
         "-q".into(),
     ];
     let result =
-        tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().unwrap())
+        tokio::task::spawn_blocking(move || Command::new(&*BIN).args(args).output().unwrap())
             .await
             .unwrap();
     assert!(

@@ -5,7 +5,6 @@
 //! filter → dispatch (`discovery`/`rpcutil` through the `agents` crate, `emulator` through
 //! [`manage`] after validating inputs against its DDL) → encode → publish to reply-to.
 
-mod inputs;
 pub mod manage;
 
 use std::borrow::Cow;
@@ -19,8 +18,8 @@ use clap::Parser;
 use futures::StreamExt as _;
 use serde_json::{Map, Value};
 
-use crate::admit::{Admitted, Refusal, admit, reply};
-use crate::choria_config::ChoriaConfig;
+use agents::ChoriaConfig;
+use agents::admit::{Admitted, Refusal, admit, reply};
 
 /// A Choria server for a load-test host, hosting the `emulator` management agent.
 #[derive(Debug, Clone, Parser)]
@@ -54,15 +53,6 @@ pub struct NodeArgs {
     /// Log level or tracing filter.
     #[arg(long, env = "LOADLAB_LOGLEVEL", default_value = "info")]
     pub loglevel: String,
-}
-
-/// The host name, or `localhost`.
-pub fn default_identity() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 struct NodeDaemon {
@@ -143,13 +133,14 @@ pub async fn run(
     }
     let servers: Vec<String> = raw
         .iter()
-        .map(|s| crate::config::normalise_server(s, false))
+        .map(|s| agents::servers::normalise(s, false))
         .collect::<Result<_, _>>()?;
     let identity = args
         .identity
         .clone()
         .or_else(|| file.get("identity").map(str::to_owned))
-        .unwrap_or_else(default_identity);
+        .map_or_else(agents::identity::hostname, Ok)
+        .context("no --identity and no host name")?;
     let mut facts = Map::new();
     facts.insert("identity".into(), Value::String(identity.clone()));
     for f in &args.facts {
@@ -166,14 +157,14 @@ pub async fn run(
             .unwrap_or_else(|| PathBuf::from("emulator")),
     };
     let manager = manage::Manager::new(args.workdir.clone(), identity.clone(), emulator_binary);
-    let ddl: Value = serde_json::from_str(agents::ddl::EMULATOR)?;
+    let ddl = agents::ddl::builtin("emulator").context("the emulator DDL is built in")?;
     let mut daemon = NodeDaemon {
         identity: identity.clone(),
         collectives: vec![args.collective.clone()],
         facts,
         classes: args.classes.clone(),
         stats: DaemonStats::default(),
-        started: crate::instance::unix_now(),
+        started: agents::clock::unix_now(),
         config_file: args
             .config
             .as_ref()
@@ -209,7 +200,7 @@ pub async fn run(
             m = messages.next() => match m { Some(m) => m, None => break },
         };
         daemon.stats.total += 1;
-        let now = crate::instance::unix_now();
+        let now = agents::clock::unix_now();
         let admitted = admit(
             &msg.payload,
             msg.reply.as_deref(),
@@ -240,7 +231,7 @@ pub async fn run(
         daemon.stats.passed += 1;
         let body = match agent {
             AgentId::Emulator => Some(
-                manage_request(&manager, &ddl, &request.payload)
+                manage_request(&manager, ddl, &request.payload)
                     .await
                     .to_text(),
             ),
@@ -257,7 +248,7 @@ pub async fn run(
             &request,
             &identity,
             &body,
-            crate::instance::unix_now(),
+            agents::clock::unix_now(),
             || {
                 let server = client.server_info();
                 format!("nats://{}:{}", server.host, server.port)
@@ -274,7 +265,11 @@ pub async fn run(
     Ok(())
 }
 
-async fn manage_request(manager: &manage::Manager, ddl: &Value, payload: &[u8]) -> RpcReply {
+async fn manage_request(
+    manager: &manage::Manager,
+    ddl: &agents::ddl::Ddl,
+    payload: &[u8],
+) -> RpcReply {
     let request: RpcRequest = match serde_json::from_slice(payload) {
         Ok(r) => r,
         Err(e) => {
@@ -284,20 +279,17 @@ async fn manage_request(manager: &manage::Manager, ddl: &Value, payload: &[u8]) 
             );
         }
     };
-    if ddl["actions"]
-        .as_array()
-        .is_none_or(|a| !a.iter().any(|x| x["action"] == request.action))
-    {
+    let Some(action) = ddl.action(&request.action) else {
         return RpcReply::error(
             StatusCode::UnknownAction,
             format!("Unknown action {} for agent emulator", request.action),
         );
-    }
-    match inputs::validate(ddl, &request.action, &request.data) {
+    };
+    match action.validate(&request.data) {
         Ok(input) => {
             tracing::info!(action = %request.action, "emulator agent request");
             manager.handle(&request.action, &input).await
         }
-        Err(message) => RpcReply::error(StatusCode::InvalidData, message),
+        Err(e) => RpcReply::error(StatusCode::InvalidData, e.to_string()),
     }
 }

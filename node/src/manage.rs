@@ -50,7 +50,7 @@ fn read_pid(path: &Path) -> Option<u32> {
 
 /// SIGTERM, then SIGKILL after `grace`; true when the process is gone.
 async fn terminate(pid: u32, grace: Duration) -> bool {
-    crate::limits::send_signal(pid as i32, Signal::TERM);
+    natsproc::send_signal(pid as i32, Signal::TERM);
     let started = Instant::now();
     while started.elapsed() < grace {
         if !pid_alive(pid) {
@@ -58,7 +58,7 @@ async fn terminate(pid: u32, grace: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    crate::limits::send_signal(pid as i32, Signal::KILL);
+    natsproc::send_signal(pid as i32, Signal::KILL);
     tokio::time::sleep(Duration::from_millis(200)).await;
     !pid_alive(pid)
 }
@@ -343,7 +343,7 @@ impl Manager {
                 json!({"running": true, "pid": pid}),
             );
         }
-        let binary = match crate::broker::nats_server_binary() {
+        let binary = match natsproc::nats_server_binary() {
             Ok(b) => b,
             Err(e) => return aborted(e.to_string(), json!({"running": false})),
         };

@@ -4,12 +4,12 @@
 
 use std::borrow::Cow;
 
-use agents::codec::{self, InboundRequest, Invalid, ReplyParts};
-use agents::{AgentId, Node, filter};
+use crate::codec::{self, InboundRequest, Invalid, ReplyParts};
+use crate::{AgentId, Node, filter};
 
 /// Why a message does not reach an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Not a Choria request at all.
     Undecodable(Invalid),
     /// A request, but for a collective or agent this daemon does not have, or with a filter it
@@ -22,13 +22,13 @@ pub(crate) enum Refusal {
 }
 
 /// A request this daemon should answer.
-pub(crate) struct Admitted {
-    pub(crate) request: InboundRequest,
-    pub(crate) agent: AgentId,
+pub struct Admitted {
+    pub request: InboundRequest,
+    pub agent: AgentId,
 }
 
 /// Runs every check on a received NATS message.
-pub(crate) fn admit(
+pub fn admit(
     payload: &[u8],
     nats_reply: Option<&str>,
     max_message: usize,
@@ -54,7 +54,7 @@ pub(crate) fn admit(
 
 /// The reply transport for `request` from `identity`; `broker_url` is recorded as a trace hop
 /// when the request carries `seen-by`.
-pub(crate) fn reply(
+pub fn reply(
     request: &InboundRequest,
     identity: &str,
     body: &str,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Why a private nats-server could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub enum NatsError {
     #[error(
         "nats-server was not found (looked for {0}); install it with scripts/setup, or set NATS_SERVER_BIN"
     )]
@@ -47,7 +47,7 @@ pub struct LocalNatsServer {
 }
 
 /// The binary to run: `$NATS_SERVER_BIN`, else `nats-server` on the PATH.
-pub fn nats_server_binary() -> Result<PathBuf, BrokerError> {
+pub fn nats_server_binary() -> Result<PathBuf, NatsError> {
     if let Ok(bin) = std::env::var("NATS_SERVER_BIN")
         && !bin.is_empty()
     {
@@ -55,7 +55,7 @@ pub fn nats_server_binary() -> Result<PathBuf, BrokerError> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(BrokerError::NotFound(bin))
+            Err(NatsError::NotFound(bin))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -65,16 +65,16 @@ pub fn nats_server_binary() -> Result<PathBuf, BrokerError> {
             return Ok(candidate);
         }
     }
-    Err(BrokerError::NotFound("nats-server on the PATH".into()))
+    Err(NatsError::NotFound("nats-server on the PATH".into()))
 }
 
 impl LocalNatsServer {
     /// Starts nats-server on 127.0.0.1 and waits until it reports its ports.
-    pub fn start(options: &LocalNatsOptions) -> Result<LocalNatsServer, BrokerError> {
+    pub fn start(options: &LocalNatsOptions) -> Result<LocalNatsServer, NatsError> {
         let binary = nats_server_binary()?;
         let dir =
             std::env::temp_dir().join(format!("emulator-nats-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir).map_err(BrokerError::Dir)?;
+        std::fs::create_dir_all(&dir).map_err(NatsError::Dir)?;
         let log = dir.join("nats-server.log");
         let port = options
             .port
@@ -90,7 +90,7 @@ impl LocalNatsServer {
         if let Some(cfg) = &options.config_file {
             command.arg("-c").arg(cfg);
         }
-        let child = command.spawn().map_err(BrokerError::Spawn)?;
+        let child = command.spawn().map_err(NatsError::Spawn)?;
         let mut server = LocalNatsServer {
             child: Some(child),
             dir,
@@ -101,7 +101,7 @@ impl LocalNatsServer {
         Ok(server)
     }
 
-    fn wait_ready(&mut self, log: &Path, limit: Duration) -> Result<(), BrokerError> {
+    fn wait_ready(&mut self, log: &Path, limit: Duration) -> Result<(), NatsError> {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -121,13 +121,13 @@ impl LocalNatsServer {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut stderr);
                 }
-                return Err(BrokerError::Exited {
+                return Err(NatsError::Exited {
                     status: status.to_string(),
                     log: format!("{text}{stderr}"),
                 });
             }
             if started.elapsed() > limit {
-                return Err(BrokerError::NotReady {
+                return Err(NatsError::NotReady {
                     seconds: limit.as_secs(),
                     log: text,
                 });
@@ -159,7 +159,7 @@ impl LocalNatsServer {
     /// Stops the server: SIGTERM, then SIGKILL after two seconds.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(2));
+            crate::process::terminate(&mut child, Duration::from_secs(2));
         }
     }
 }
@@ -169,25 +169,6 @@ impl Drop for LocalNatsServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Sends SIGTERM, waits up to `grace`, then kills.
-pub fn terminate(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        crate::limits::send_signal(pid, rustix::process::Signal::TERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn port_after(text: &str, marker: &str) -> Option<u16> {

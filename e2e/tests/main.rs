@@ -1,0 +1,9 @@
+//! End-to-end tests that need several programs of the workspace at once: the measuring
+//! commands against a fleet, the node daemon driving fleets, and the playbooks driving the
+//! node daemons. Every server is real (nats-server on loopback); binaries of other crates are
+//! found, or built, with `testkit::workspace_binary`.
+
+mod common;
+mod measure;
+mod node;
+mod playbooks;

@@ -38,6 +38,8 @@ pub enum Invalid {
     WrongType,
     #[error("request has neither a reply-to header nor a NATS reply subject")]
     NoReplyTo,
+    #[error("reply subject is not a publishable NATS subject or is too long for the broker")]
+    BadReplySubject,
     #[error("request is for a collective this node is not in")]
     UnknownCollective,
     #[error("request is for an agent this node does not have")]
@@ -50,7 +52,7 @@ pub enum Invalid {
 
 impl Invalid {
     /// Every reason, in counter order.
-    pub const ALL: [Invalid; 11] = [
+    pub const ALL: [Invalid; 12] = [
         Invalid::Oversized,
         Invalid::NotJson,
         Invalid::WrongProtocol,
@@ -58,6 +60,7 @@ impl Invalid {
         Invalid::MissingField,
         Invalid::WrongType,
         Invalid::NoReplyTo,
+        Invalid::BadReplySubject,
         Invalid::UnknownCollective,
         Invalid::UnknownAgent,
         Invalid::UnsupportedFilter,
@@ -74,6 +77,7 @@ impl Invalid {
             Invalid::MissingField => "missing_field",
             Invalid::WrongType => "wrong_type",
             Invalid::NoReplyTo => "no_reply_to",
+            Invalid::BadReplySubject => "bad_reply_subject",
             Invalid::UnknownCollective => "unknown_collective",
             Invalid::UnknownAgent => "unknown_agent",
             Invalid::UnsupportedFilter => "unsupported_filter",
@@ -91,10 +95,11 @@ impl Invalid {
             Invalid::MissingField => 4,
             Invalid::WrongType => 5,
             Invalid::NoReplyTo => 6,
-            Invalid::UnknownCollective => 7,
-            Invalid::UnknownAgent => 8,
-            Invalid::UnsupportedFilter => 9,
-            Invalid::BadHash => 10,
+            Invalid::BadReplySubject => 7,
+            Invalid::UnknownCollective => 8,
+            Invalid::UnknownAgent => 9,
+            Invalid::UnsupportedFilter => 10,
+            Invalid::BadHash => 11,
         }
     }
 }
@@ -216,6 +221,9 @@ pub fn decode_request(
         (_, Some(r)) if !r.is_empty() => r.to_owned(),
         _ => return Err(Invalid::NoReplyTo),
     };
+    if !crate::subject::is_publishable(&reply_to) {
+        return Err(Invalid::BadReplySubject);
+    }
     let env = request.envelope;
     Ok(InboundRequest {
         reply_to,

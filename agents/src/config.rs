@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 /// A configuration file that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The OS error is part of the message, not a `source`, so that it is printed once.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: expected `key = value`, found {text:?}")]
     Syntax {
@@ -32,9 +33,9 @@ pub struct ChoriaConfig {
 impl ChoriaConfig {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<ChoriaConfig, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }

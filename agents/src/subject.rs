@@ -32,9 +32,55 @@ pub fn reply(collective: &str, callerid: &str, requestid: &str) -> String {
     format!("{collective}.reply.{hex}.{requestid}")
 }
 
+/// nats-server's default `max_control_line`: the longest protocol line (`PUB <subject> ...`)
+/// a server accepts before it closes the connection.
+pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
+
+/// Room a `PUB`/`HPUB` line needs beside its subject (verb, sizes, spaces, CRLF).
+const CONTROL_LINE_OVERHEAD: usize = 64;
+
+/// Whether `subject` may be published to: not empty, tokens separated by single dots, no
+/// whitespace, control characters or wildcards, and short enough that the publish line fits
+/// nats-server's `max_control_line` (publishing a longer one makes the server close the
+/// connection).
+pub fn is_publishable(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.len() + CONTROL_LINE_OVERHEAD <= DEFAULT_MAX_CONTROL_LINE
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token != "*"
+                && token != ">"
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publishable_subjects() {
+        assert!(is_publishable("mcollective.reply.abc.123"));
+        assert!(is_publishable("_INBOX.x-y_z"));
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a b",
+            "a.*",
+            "a.>",
+            "a\tb",
+            "a\r\nPUB x 1",
+        ] {
+            assert!(!is_publishable(bad), "{bad:?}");
+        }
+        let long = format!("x.{}", "x".repeat(5000));
+        assert!(!is_publishable(&long));
+        assert!(is_publishable(&format!("x.{}", "x".repeat(3000))));
+    }
 
     #[test]
     fn names_follow_choria() {

@@ -17,8 +17,9 @@ pub struct Args {
     pub name: Option<String>,
 
     /// Number of emulated Choria daemons to start.
-    #[arg(short = 'i', long, env = "EMULATOR_INSTANCES")]
-    pub instances: u32,
+    // Required; an `Option` only so that `emulator measure ...` parses without it.
+    #[arg(short = 'i', long, env = "EMULATOR_INSTANCES", required = true)]
+    pub instances: Option<u32>,
 
     /// Number of emulated agents per daemon (`emulated0` .. `emulated{N-1}`).
     #[arg(short = 'a', long, env = "EMULATOR_AGENTS", default_value_t = 1)]

@@ -79,9 +79,10 @@ impl Config {
             Some(path) => ChoriaConfig::load(path)?,
             None => ChoriaConfig::default(),
         };
-        if args.instances == 0 {
-            return Err(ConfigError::NoInstances);
-        }
+        let instances = match args.instances {
+            Some(0) | None => return Err(ConfigError::NoInstances),
+            Some(n) => n,
+        };
         if args.collectives == 0 {
             return Err(ConfigError::NoCollectives);
         }
@@ -147,7 +148,7 @@ impl Config {
         .map_err(|(path, reason)| ConfigError::Facts { path, reason })?;
         Ok(Config {
             name,
-            instances: args.instances,
+            instances,
             agents: args.agents,
             collectives: (0..args.collectives as usize)
                 .map(agents::subject::collective_name)

@@ -16,16 +16,37 @@ use crate::shared::Shared;
 use crate::stats::ProcessMemory;
 
 /// Binds the listener; fails early (before any instance connects) when the port is taken.
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves on a thread of its own with its own single-threaded runtime, so that `/debug/vars`
+/// answers however busy the fleet's runtime is (a request storm, a hostile filter), until
+/// `cancel`.
+pub(crate) fn spawn(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("emulator-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, shared, cancel).await,
+                    Err(e) => tracing::error!(error = %e, "HTTP listener failed"),
+                }
+            });
+        })
 }
 
 /// Serves until `cancel`.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
     let app = Router::new()
         .route("/debug/vars", get(serve_debug_vars))
         .route("/metrics", get(metrics))

@@ -193,23 +193,23 @@ impl Instance {
             agent: agent_id,
         } = match admitted {
             Ok(a) => a,
-            Err(Refusal::Undecodable(reason)) => return self.refuse(reason, &msg.subject),
-            Err(refusal) => {
+            // Each message is counted exactly once: invalid (undecodable, or a request this
+            // daemon cannot route or evaluate), or valid and then expired, filtered or passed.
+            Err(Refusal::Undecodable(reason) | Refusal::Unroutable(reason)) => {
+                return self.refuse(reason, &msg.subject);
+            }
+            Err(Refusal::Expired) => {
                 self.stats.validated += 1;
                 stats.requests_valid.inc();
-                match refusal {
-                    Refusal::Unroutable(reason) | Refusal::Undecodable(reason) => {
-                        self.refuse(reason, &msg.subject)
-                    }
-                    Refusal::Expired => {
-                        self.stats.ttlexpired += 1;
-                        stats.requests_expired.inc();
-                    }
-                    Refusal::Filtered => {
-                        self.stats.filtered += 1;
-                        stats.requests_filtered.inc();
-                    }
-                }
+                self.stats.ttlexpired += 1;
+                stats.requests_expired.inc();
+                return;
+            }
+            Err(Refusal::Filtered) => {
+                self.stats.validated += 1;
+                stats.requests_valid.inc();
+                self.stats.filtered += 1;
+                stats.requests_filtered.inc();
                 return;
             }
         };

@@ -71,7 +71,7 @@ pub struct Running {
     http_addr: SocketAddr,
     servers: Vec<String>,
     http_cancel: CancellationToken,
-    http_task: tokio::task::JoinHandle<()>,
+    http_thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
 }
 
@@ -82,15 +82,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     let nofile = limits::raise_nofile();
     let ports = limits::ephemeral_ports();
     let broker_addresses = config.servers.len().max(1) as u64;
-    if config.bind.is_empty() && config.servers.iter().all(|s| limits::is_loopback_url(s)) {
+    let auto_bind =
+        config.bind.is_empty() && config.servers.iter().all(|s| limits::is_loopback_url(s));
+    if auto_bind {
         config.bind = limits::auto_loopback_sources(u64::from(config.instances), ports);
-        if !config.bind.is_empty() {
-            tracing::info!(
-                sources = config.bind.len(),
-                "spreading instances over loopback source addresses (see --bind)"
-            );
-        }
     }
+    // Refuse a fleet that cannot fit before saying anything about how it would be laid out.
     limits::check_fit(
         u64::from(config.instances),
         nofile,
@@ -98,6 +95,12 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         broker_addresses,
         ports,
     )?;
+    if auto_bind && !config.bind.is_empty() {
+        tracing::info!(
+            sources = config.bind.len(),
+            "spreading instances over loopback source addresses (see --bind)"
+        );
+    }
     let mut broker = None;
     let servers = if config.servers.is_empty() {
         let server =
@@ -115,23 +118,23 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     } else {
         config.servers.clone()
     };
-    let listener = http::bind(config.http)
-        .await
-        .map_err(|source| Error::Http {
-            addr: config.http,
-            source,
-        })?;
+    let listener = http::bind(config.http).map_err(|source| Error::Http {
+        addr: config.http,
+        source,
+    })?;
     let http_addr = listener.local_addr().map_err(|source| Error::Http {
         addr: config.http,
         source,
     })?;
     let shared = Arc::new(Shared::new(config)?);
     let http_cancel = CancellationToken::new();
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        Arc::clone(&shared),
-        http_cancel.clone(),
-    ));
+    let http_thread =
+        http::spawn(listener, Arc::clone(&shared), http_cancel.clone()).map_err(|source| {
+            Error::Http {
+                addr: http_addr,
+                source,
+            }
+        })?;
     tracing::info!(
         instances = shared.config.instances,
         agents = shared.config.agents,
@@ -150,7 +153,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         http_addr,
         servers,
         http_cancel,
-        http_task,
+        http_thread: Some(http_thread),
         started,
     })
 }
@@ -191,7 +194,10 @@ impl Running {
     pub async fn stop(mut self, deadline: Duration) -> StopReport {
         let report = self.fleet.stop(deadline).await;
         self.http_cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.http_task).await;
+        if let Some(thread) = self.http_thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout(Duration::from_secs(2), joined).await;
+        }
         if let Some(mut broker) = self.broker.take() {
             tokio::task::spawn_blocking(move || broker.stop())
                 .await

@@ -1,6 +1,8 @@
 //! `emulator`: parse flags, install logging, run the fleet until a signal; or run one of the
 //! measuring subcommands of the `measure` crate.
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -50,26 +52,57 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status of a configuration the emulator refuses (as for clap's usage errors).
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err((code, e)) => {
+            // One line, whatever RUST_BACKTRACE says: these are the user's errors to fix.
+            eprintln!("emulator: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, (u8, anyhow::Error)> {
+    let failed = |e: anyhow::Error| (1, e);
     match cli.command {
         Some(Command::Measure(args)) => {
             install_tracing("warn");
-            let code = runtime()?.block_on(measure::measure(*args))?;
-            std::process::exit(code);
+            let code = runtime()
+                .map_err(failed)?
+                .block_on(measure::measure(*args))
+                .map_err(failed)?;
+            return Ok(exit_code(code));
         }
         Some(Command::Scrape(args)) => {
             install_tracing("warn");
-            let code = runtime()?.block_on(measure::scrape(args))?;
-            std::process::exit(code);
+            let code = runtime()
+                .map_err(failed)?
+                .block_on(measure::scrape(args))
+                .map_err(failed)?;
+            return Ok(exit_code(code));
         }
         None => {}
     }
-    let config = emulator::Config::from_args(&cli.fleet).context("invalid configuration")?;
+    let config = emulator::Config::from_args(&cli.fleet)
+        .context("invalid configuration")
+        .map_err(|e| (USAGE, e))?;
     install_tracing(&config.loglevel);
-    let report = runtime()?.block_on(emulator::run(config, natsproc::shutdown::signals()))?;
-    if !report.drained_cleanly {
-        std::process::exit(1);
-    }
-    Ok(())
+    let report = runtime()
+        .map_err(failed)?
+        .block_on(emulator::run(config, natsproc::shutdown::signals()))
+        .map_err(|e| failed(e.into()))?;
+    Ok(if report.drained_cleanly {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

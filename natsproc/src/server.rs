@@ -72,8 +72,9 @@ impl LocalNatsServer {
     /// Starts nats-server on 127.0.0.1 and waits until it reports its ports.
     pub fn start(options: &LocalNatsOptions) -> Result<LocalNatsServer, NatsError> {
         let binary = nats_server_binary()?;
+        remove_crashed_dirs();
         let dir =
-            std::env::temp_dir().join(format!("emulator-nats-{}-{}", std::process::id(), unique()));
+            std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(NatsError::Dir)?;
         let log = dir.join("nats-server.log");
         let port = options
@@ -90,7 +91,8 @@ impl LocalNatsServer {
         if let Some(cfg) = &options.config_file {
             command.arg("-c").arg(cfg);
         }
-        let child = command.spawn().map_err(NatsError::Spawn)?;
+        let child = crate::process::spawn_tied(command).map_err(NatsError::Spawn)?;
+        crate::process::register_cleanup(child.id(), Some(dir.clone()));
         let mut server = LocalNatsServer {
             child: Some(child),
             dir,
@@ -160,6 +162,7 @@ impl LocalNatsServer {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             crate::process::terminate(&mut child, Duration::from_secs(2));
+            crate::process::unregister_cleanup(child.id());
         }
     }
 }
@@ -169,6 +172,36 @@ impl Drop for LocalNatsServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Directories of private servers are `<temp>/emulator-nats-<pid>-<n>`.
+const DIR_PREFIX: &str = "emulator-nats-";
+
+/// Removes the directories that earlier runs, since crashed, left behind: those whose owning
+/// pid is no longer alive.
+pub fn remove_crashed_dirs() -> usize {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if owner != std::process::id()
+            && !crate::process::is_alive(owner)
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn port_after(text: &str, marker: &str) -> Option<u16> {

@@ -161,8 +161,49 @@ fn bad_flags_are_usage_errors() {
         );
     }
     let out = Command::new(BIN).args(["-i", "0"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refused configuration is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--instances must be at least 1"));
+}
+
+#[test]
+fn a_missing_config_file_is_one_line_naming_the_os_error_once() {
+    let out = Command::new(BIN)
+        .args(["-i", "1", "-c", "/nonexistent/emulator.conf"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
+    assert!(stderr.contains("/nonexistent/emulator.conf"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_oversized_fleet_is_refused_before_it_is_laid_out() {
+    let out = Command::new(BIN)
+        .args(["-i", "10000000", "-p", "0", "--loglevel", "info"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lower --instances"), "{stderr}");
+    assert!(
+        !stderr.contains("spreading"),
+        "laid out before refusing: {stderr}"
+    );
 }
 
 #[test]
@@ -225,6 +266,115 @@ async fn a_second_signal_exits_at_once_while_stopping() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(status.code(), Some(130));
+    // The private broker is stopped on the way out, even frozen, and its directory removed.
+    let gone = wait_until(Duration::from_secs(2), || {
+        !natsproc::process::is_alive(broker as u32)
+    });
     natsproc::send_signal(broker, natsproc::process::Signal::KILL);
     natsproc::send_signal(broker, natsproc::process::Signal::CONT);
+    assert!(
+        gone,
+        "the second signal left the private nats-server {broker} running"
+    );
+    assert!(
+        broker_dirs(child.id()).is_empty(),
+        "the second signal left the broker's directory behind"
+    );
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// The private-broker directories of emulator process `pid` in the temp directory.
+fn broker_dirs(pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("emulator-nats-{pid}-")))
+        })
+        .collect()
+}
+
+/// Starts the binary with a private broker and waits for its ready line.
+async fn start_private(name: &str, tmp: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(BIN)
+        .args([
+            "-i",
+            "2",
+            "--name",
+            name,
+            "-p",
+            "0",
+            "--http-address",
+            "127.0.0.1",
+        ])
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_emulator_takes_its_private_broker_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = start_private("killed", tmp.path()).await;
+    let broker = nats_server_children(child.id());
+    assert_eq!(broker.len(), 1);
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::KILL);
+    let _ = child.wait();
+    let gone = wait_until(Duration::from_secs(3), || {
+        !natsproc::process::is_alive(broker[0])
+    });
+    natsproc::send_signal(broker[0] as i32, natsproc::process::Signal::KILL);
+    assert!(
+        gone,
+        "kill -9 of the emulator orphaned nats-server {}",
+        broker[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_left_by_crashed_runs_are_removed_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A pid that cannot be alive (above the kernel's pid_max limit of 2^22).
+    let stale = tmp.path().join("emulator-nats-4194305-7");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("nats-server.log"), "old").unwrap();
+    let unrelated = tmp.path().join("someone-else");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    let mut child = start_private("tidy", tmp.path()).await;
+    assert!(
+        !stale.exists(),
+        "the crashed run's directory is still there"
+    );
+    assert!(
+        unrelated.exists(),
+        "only the emulator's own directories are removed"
+    );
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);
+    let _ = child.wait();
 }

@@ -128,6 +128,12 @@ async fn garbage_on_every_subject_leaves_every_instance_answering() {
         vars["emulator"]["replies"]["sent"], 0,
         "garbage gets no reply"
     );
+    let requests = &vars["emulator"]["requests"];
+    assert_eq!(
+        requests["valid"].as_u64().unwrap() + requests["invalid"].as_u64().unwrap(),
+        requests["received"].as_u64().unwrap(),
+        "every message is counted once, valid or invalid: {requests}"
+    );
 
     let pongs = client
         .discover(Filter::default(), Duration::from_secs(2), None)

@@ -4,6 +4,7 @@ mod binary;
 mod common;
 mod filters;
 mod garbage;
+mod hostile;
 mod rpc;
 mod tls;
 mod topology;

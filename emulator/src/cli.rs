@@ -103,6 +103,11 @@ pub struct ConnectArgs {
     #[arg(long, env = "EMULATOR_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
 
+    /// Seconds to wait for every instance to connect; when they have not, stop and exit
+    /// non-zero. Without it the instances retry for ever, as real daemons do.
+    #[arg(long, env = "EMULATOR_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<f64>,
+
     /// Largest request body accepted, in bytes; bigger ones are counted as invalid.
     #[arg(long, env = "EMULATOR_MAX_MESSAGE", default_value_t = 1024 * 1024)]
     pub max_message: usize,

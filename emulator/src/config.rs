@@ -22,6 +22,8 @@ pub enum ConfigError {
     NoRamp,
     #[error("--shutdown-timeout must be a non-negative number of seconds, got {0}")]
     BadShutdownTimeout(f64),
+    #[error("--connect-timeout must be a positive number of seconds, got {0}")]
+    BadConnectTimeout(f64),
     #[error("invalid --server: {0}")]
     BadServer(#[from] BadServer),
     #[error("invalid --bind {0:?}: expected IP addresses or a range like 127.0.0.2-127.0.0.9")]
@@ -66,6 +68,8 @@ pub struct Config {
     pub max_message: usize,
     pub facts: FactsTemplate,
     pub shutdown_timeout: Duration,
+    /// Give up when not every instance is connected within this time.
+    pub connect_timeout: Option<Duration>,
     pub config_file: Option<PathBuf>,
     pub loglevel: String,
     /// The process's command line, for /debug/vars.
@@ -92,6 +96,11 @@ impl Config {
         if !args.shutdown_timeout.is_finite() || args.shutdown_timeout < 0.0 {
             return Err(ConfigError::BadShutdownTimeout(args.shutdown_timeout));
         }
+        let connect_timeout = match args.connect.connect_timeout {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => return Err(ConfigError::BadConnectTimeout(s)),
+        };
         let name = agents::identity::identity_or_hostname(args.name.as_deref())?;
         let raw_servers = if args.servers.is_empty() {
             file.list("plugin.choria.middleware_hosts")
@@ -163,6 +172,7 @@ impl Config {
             max_message: args.connect.max_message,
             facts,
             shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
+            connect_timeout,
             config_file: args.config.clone(),
             loglevel,
             cmdline: std::env::args().collect(),
@@ -201,6 +211,7 @@ impl Config {
                 max_message: 1024 * 1024,
                 facts: FactsTemplate::plain(classes, 10),
                 shutdown_timeout: Duration::from_secs(10),
+                connect_timeout: None,
                 config_file: None,
                 loglevel: "info".to_owned(),
                 cmdline: Vec::new(),

@@ -129,8 +129,11 @@ impl Instance {
                 }
                 Err(e) => {
                     self.shared.stats.connect_failures.inc();
-                    if self.shared.connect_log.allow() {
-                        tracing::warn!(identity = %self.identity, attempt, error = %e, "connect failed, retrying");
+                    // Real daemons retry for ever, and so does this one; the fleet prints one
+                    // summary line every ten seconds instead of a warning per attempt.
+                    tracing::debug!(identity = %self.identity, attempt, error = %e, "connect failed, retrying");
+                    if let Ok(mut last) = self.shared.last_connect_error.lock() {
+                        *last = Some(e.to_string());
                     }
                     attempt = attempt.saturating_add(1);
                     tokio::select! {

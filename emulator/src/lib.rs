@@ -50,6 +50,8 @@ pub enum Error {
     Broker(#[from] NatsError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("--connect-timeout {seconds}s passed: {summary}")]
+    ConnectTimeout { seconds: f64, summary: String },
     #[error("only {ready} of {configured} instances connected within {seconds}s")]
     NotReady {
         ready: u64,
@@ -235,6 +237,64 @@ pub async fn start_ready(config: Config, limit: Duration) -> Result<Running, Err
     }
 }
 
+/// How often the fleet reports its progress while instances are still connecting.
+const CONNECT_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+impl Running {
+    /// One line: connected M of N, and the latest connection error.
+    fn connect_summary(&self) -> String {
+        let error = self
+            .shared
+            .last_connect_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .map(|e| format!("; last error: {e}"))
+            .unwrap_or_default();
+        format!(
+            "connected {} of {} instances to {}{error}",
+            self.ready_count(),
+            self.shared.config.instances,
+            self.servers.join(",")
+        )
+    }
+
+    /// Waits until every instance is ready, printing a summary line every ten seconds; gives
+    /// up after `--connect-timeout`.
+    async fn wait_ready_reporting(&self) -> Result<Duration, Error> {
+        let started = Instant::now();
+        let limit = self.shared.config.connect_timeout;
+        let ready = self.wait_ready();
+        tokio::pin!(ready);
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + CONNECT_SUMMARY_EVERY,
+            CONNECT_SUMMARY_EVERY,
+        );
+        let deadline = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                elapsed = &mut ready => return Ok(elapsed),
+                _ = ticks.tick() => tracing::warn!(
+                    seconds = started.elapsed().as_secs(),
+                    "{}", self.connect_summary()
+                ),
+                () = &mut deadline => {
+                    return Err(Error::ConnectTimeout {
+                        seconds: limit.map_or(0.0, |l| l.as_secs_f64()),
+                        summary: self.connect_summary(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Runs the emulator until `shutdown` resolves, then stops it within the configured deadline.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<StopReport, Error> {
     let deadline = config.shutdown_timeout;
@@ -242,7 +302,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<S
     tokio::pin!(shutdown);
     tokio::select! {
         () = &mut shutdown => {}
-        elapsed = running.wait_ready() => {
+        ready = running.wait_ready_reporting() => {
+            let elapsed = match ready {
+                Ok(elapsed) => elapsed,
+                Err(e) => {
+                    running.stop(deadline).await;
+                    return Err(e);
+                }
+            };
             tracing::info!(
                 instances = running.ready_count(),
                 seconds = elapsed.as_secs_f64(),

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) invalid_log: LogLimiter,
     /// Limits warnings about connection problems during a broker outage.
     pub(crate) connect_log: LogLimiter,
+    /// The latest error of an initial connection attempt, for the periodic summary line.
+    pub(crate) last_connect_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -41,6 +43,7 @@ impl Shared {
             tls,
             invalid_log: LogLimiter::new(10),
             connect_log: LogLimiter::new(5),
+            last_connect_error: std::sync::Mutex::new(None),
             config,
         })
     }

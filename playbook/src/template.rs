@@ -404,7 +404,8 @@ mod tests {
 
     #[test]
     fn groups_classify_every_expression_like_text() {
-        let found = groups("a {{{ inputs.x }}} {{ nodez.n }} {{{uuid()}}} {{ .Name }} {{ utc_dat(%F) }}");
+        let found =
+            groups("a {{{ inputs.x }}} {{ nodez.n }} {{{uuid()}}} {{ .Name }} {{ utc_dat(%F) }}");
         let kinds: Vec<_> = found.iter().map(|(at, _, g)| (*at, g.clone())).collect();
         assert_eq!(
             kinds,

@@ -53,7 +53,9 @@ pub(crate) fn filter(props: &McollectiveProps) -> Result<Filter, NodeSetError> {
         .collect::<Result<Vec<_>, _>>()?;
     let compound = match &props.compound {
         Some(expr) if !expr.as_str().trim().is_empty() => {
-            vec![Value::Array(vec![serde_json::json!({ "expr": expr.as_str() })])]
+            vec![Value::Array(vec![
+                serde_json::json!({ "expr": expr.as_str() }),
+            ])]
         }
         _ => Vec::new(),
     };

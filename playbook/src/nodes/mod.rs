@@ -115,7 +115,10 @@ pub(crate) fn source(
         NodeSetConfig::Mcollective(_) => Err(NodeSetError::Failed(
             "mcollective node sets are discovered through the Choria broker".to_string(),
         )),
-        NodeSetConfig::Pql(_) => Err(NodeSetError::Unavailable(NodeSetKind::Pql)),
+        NodeSetConfig::Pql(p) => {
+            tracing::debug!(query = p.query.as_str(), "pql discovery is not available");
+            Err(NodeSetError::Unavailable(NodeSetKind::Pql))
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use super::{NodeSetError, NodeSource, check_hostnames};
 use crate::schema::nodes::ShellProps;
 use crate::store::EnvOverlay;
+use async_trait::async_trait;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

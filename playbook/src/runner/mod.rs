@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::console::Console;
 use crate::log::{Level, RunLog};
 use crate::nodes::NodeSetError;
-use crate::schema::{PropsError, PropsSection};
 use crate::report::{InputsInfo, Metrics, PlaybookInfo, Report, ReportHeader, TaskRecord};
+use crate::schema::{PropsError, PropsSection};
 use crate::spec::{HookList, InputType, Playbook};
 use crate::store::{EnvOverlay, Lock, StoreError, Stores};
 use crate::task::{HttpClients, TaskError};
@@ -350,8 +350,7 @@ impl Run<'_> {
         let mut to_check: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for spec in &self.pb.nodes {
             let props = self.node_set_props(spec).await?;
-            let nodes =
-                crate::nodes::discover(&spec.name, &props, &self.env, &self.broker).await?;
+            let nodes = crate::nodes::discover(&spec.name, &props, &self.env, &self.broker).await?;
             self.log.info(
                 &spec.name,
                 format!(

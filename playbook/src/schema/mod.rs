@@ -45,7 +45,10 @@ pub(crate) enum ProblemKind {
     /// The value has the wrong type (`expected` is e.g. "a string").
     WrongType { expected: String },
     /// The value is not one of a closed set.
-    UnknownValue { value: String, expected: Vec<String> },
+    UnknownValue {
+        value: String,
+        expected: Vec<String>,
+    },
     /// Anything else (e.g. "should be a number of seconds, got string \"x\"").
     Invalid(String),
 }
@@ -222,7 +225,9 @@ pub(crate) fn split(value: &Value, fields: &[&str]) -> (Value, Value) {
 /// Drops null-valued properties: `key: ~` means the property is absent, as in Choria.
 pub(crate) fn without_nulls(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
         other => other,
     }
 }
@@ -318,10 +323,7 @@ pub(crate) fn check(
                 key.mark,
                 format!(
                     "unknown property {name} in {what}, it will be ignored{}",
-                    did_you_mean(
-                        &name,
-                        fields.iter().chain(elsewhere.iter()).copied()
-                    )
+                    did_you_mean(&name, fields.iter().chain(elsewhere.iter()).copied())
                 ),
             );
             continue;
@@ -449,8 +451,7 @@ mod tests {
         let err = parse::<Sample>(&serde_json::json!({"count": 1})).expect_err("missing");
         assert_eq!(err.kind, ProblemKind::Missing("name".into()));
         assert_eq!(err.message("t", "x"), "t needs the property name");
-        let err =
-            parse::<Sample>(&serde_json::json!({"name": [1], "count": 1})).expect_err("type");
+        let err = parse::<Sample>(&serde_json::json!({"name": [1], "count": 1})).expect_err("type");
         assert_eq!(err.path, vec![Segment::Key("name".into())]);
         assert_eq!(
             err.message("t", "array"),

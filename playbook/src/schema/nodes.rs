@@ -36,7 +36,7 @@ pub(crate) struct McollectiveProps {
     pub(crate) discovery_timeout: Option<Seconds>,
 }
 
-/// `pql`.
+/// `pql` (parsed and checked; discovery is not available in this build).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PqlProps {
@@ -78,7 +78,6 @@ pub(crate) struct ListProps {
 #[derive(Debug, Clone)]
 pub(crate) enum NodeSetConfig {
     Mcollective(McollectiveProps),
-    #[allow(dead_code)]
     Pql(PqlProps),
     Yaml(YamlProps),
     Shell(ShellProps),
@@ -125,5 +124,4 @@ impl NodeSetProps {
             .copied()
             .collect()
     }
-
 }

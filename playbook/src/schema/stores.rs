@@ -124,6 +124,10 @@ impl StoreProps {
             StoreKind::Consul => fields_of::<ConsulProps>(),
             StoreKind::Etcd => fields_of::<EtcdProps>(),
         };
-        fields_of::<StoreCommon>().iter().chain(own).copied().collect()
+        fields_of::<StoreCommon>()
+            .iter()
+            .chain(own)
+            .copied()
+            .collect()
     }
 }

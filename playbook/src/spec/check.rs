@@ -728,7 +728,9 @@ impl Checker {
                     } else {
                         self.diags.error(
                             at,
-                            format!("Unknown template expression `{body}`: {root} is unknown{hint}"),
+                            format!(
+                                "Unknown template expression `{body}`: {root} is unknown{hint}"
+                            ),
                         );
                     }
                     continue;
@@ -823,7 +825,10 @@ impl Source {
     fn mark(&self, offset: usize) -> Mark {
         let line = self.lines.partition_point(|&start| start <= offset);
         let start = self.lines[line.saturating_sub(1)];
-        let column = self.text.get(start..offset).map_or(0, |s| s.chars().count());
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
         Mark {
             line,
             column: column + 1,

@@ -1,9 +1,9 @@
 //! Task types that parse and validate but cannot run in this build (`mcollective_assert` and
 //! `bolt` are historical).
 
-use async_trait::async_trait;
 use super::{Task, TaskContext, TaskError, TaskKind, TaskOutcome, non_empty};
 use crate::schema::tasks::{AssertProps, BoltProps};
+use async_trait::async_trait;
 
 pub(crate) struct UnavailableTask {
     kind: TaskKind,

@@ -336,7 +336,7 @@ pub(crate) fn check(
     // every property is judged once.
     let mut trial = kept.clone();
     let mut dropped: Vec<String> = Vec::new();
-    for _ in 0..=kept.len() {
+    for _ in 0..=kept.len() + fields.len() {
         let Err(problem) = parse(&Value::Object(trial.clone())) else {
             break;
         };
@@ -350,7 +350,14 @@ pub(crate) fn check(
             if !dropped.contains(&property) {
                 diags.error(body.mark, problem.message(what, "nothing"));
             }
-            break;
+            // serde names one missing property at a time: stand a value in for this one so
+            // that the next missing one is found too (stop when no stand-in fits).
+            let Some(stand_in) = stand_in(parse, &trial, &property) else {
+                break;
+            };
+            trial.insert(property.clone(), stand_in);
+            dropped.push(property);
+            continue;
         }
         let (node, templated) = node_at(body, &problem.path);
         if !templated {
@@ -360,6 +367,28 @@ pub(crate) fn check(
         dropped.push(property);
     }
     kept
+}
+
+/// A value of some type that `parse` accepts for `property`, if one of a few simple ones does.
+fn stand_in(
+    parse: &dyn Fn(&Value) -> Result<(), Problem>,
+    trial: &Map<String, Value>,
+    property: &str,
+) -> Option<Value> {
+    let candidates = [
+        Value::from("x"),
+        Value::Array(Vec::new()),
+        Value::Object(Map::new()),
+        Value::from(0),
+    ];
+    candidates.into_iter().find(|candidate| {
+        let mut attempt = trial.clone();
+        attempt.insert(property.to_string(), candidate.clone());
+        match parse(&Value::Object(attempt)) {
+            Ok(()) => true,
+            Err(p) => p.property() != Some(property),
+        }
+    })
 }
 
 /// A property error found at run time, after templating: it aborts the run and names the

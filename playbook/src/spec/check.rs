@@ -884,6 +884,27 @@ mod tests {
     }
 
     #[test]
+    fn every_missing_property_is_named() {
+        let (pb, diags) = check(&format!(
+            "{HEAD}tasks:\n  - slack:\n      color: good\n  - data:\n      value: 1\n"
+        ));
+        assert!(pb.is_none());
+        let all = diags.join("\n");
+        for name in ["token", "channel", "text"] {
+            assert!(
+                all.contains(&format!(
+                    "t.yaml:8:7: error: tasks slack task needs the property {name}"
+                )),
+                "{all}"
+            );
+        }
+        assert!(
+            all.contains("t.yaml:10:7: error: tasks data task needs the property action"),
+            "{all}"
+        );
+    }
+
+    #[test]
     fn version_ranges() {
         for ok in [
             "~1.0.0",

@@ -159,6 +159,13 @@ fn an_unknown_template_namespace_is_refused_with_its_position_and_a_suggestion()
         .args(&["validate", "pb.yaml"])
         .stdout_has("pb.yaml: ok (0 warning(s))")
         .run();
+    // Other unknown names only warn.
+    Test::new()
+        .playbook("tasks:\n  - shell:\n      command: echo {{ foo.bar }}\n")
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (1 warning(s))")
+        .stderr_has("pb.yaml:8:21: warning: `{{ foo.bar }}` is not a template expression (foo is unknown) and is left as text")
+        .run();
 }
 
 #[test]

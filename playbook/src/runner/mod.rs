@@ -269,7 +269,10 @@ impl Run<'_> {
         for spec in &self.pb.data_stores {
             let props = self.store_props(spec).await?;
             let store = crate::store::open(&spec.name, &props, &self.env).await?;
-            let timeout = (props.common.timeout.map(|s| s.0))
+            let timeout = props
+                .common
+                .timeout
+                .map(|s| s.0)
                 .filter(|_| spec.kind != crate::store::StoreKind::Shell)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT);
             self.log.debug(

@@ -905,6 +905,26 @@ mod tests {
     }
 
     #[test]
+    fn template_problems_point_inside_the_string() {
+        let (_, diags) = check(&format!(
+            "{HEAD}tasks:\n  - shell:\n      command: \"été {{{{{{ nodez.n }}}}}} {{{{ nodez.n }}}}\"\n  - shell: {{command: 'x {{{{ uuids }}}}'}}\n"
+        ));
+        let all = diags.join("\n");
+        assert!(
+            all.contains("t.yaml:8:21: error: Unknown template expression `nodez.n`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("t.yaml:8:37: error: Unknown template expression `nodez.n`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("t.yaml:9:25: error: Unknown template expression `uuids`: uuids is unknown (did you mean `uuid`?)"),
+            "{all}"
+        );
+    }
+
+    #[test]
     fn version_ranges() {
         for ok in [
             "~1.0.0",

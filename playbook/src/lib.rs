@@ -6,6 +6,8 @@
 //!    Ruby-symbol keys resolved).
 //! 2. **spec** ([`spec`], [`schema`], [`validator`]): the tree is checked against the DSL and
 //!    becomes a typed [`spec::Playbook`]; every problem is reported with `file:line:column`.
+//!    Store, node set and task properties are deserialised into one serde struct per kind
+//!    ([`schema`]), literally here and again after templating in **execute**.
 //! 3. **compile** ([`cli`], [`template`]): inputs become command-line flags, values are parsed
 //!    and validated, templates are parsed.
 //! 4. **execute** ([`runner`], [`store`], [`nodes`], [`task`]): data stores, locks, node sets,

@@ -69,6 +69,84 @@ static EXPR_RE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex is valid")
 });
 
+/// The namespaces and helpers of the expression language.
+pub(crate) const ROOTS: &[&str] = &[
+    "inputs",
+    "input",
+    "nodes",
+    "metadata",
+    "previous_task",
+    "date",
+    "utc_date",
+    "elapsed_time",
+    "uuid",
+];
+
+/// Any `{{ ... }}` or `{{{ ... }}}` group.
+static GROUP_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\{\{\{?(?P<body>[^{}]*?)\}\}\}?").expect("static regex is valid")
+});
+
+/// A group body shaped like an expression: a name, optionally followed by `.more` or `(args)`.
+static EXPR_LIKE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?P<root>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\..*|\(.*\))?$")
+        .expect("static regex is valid")
+});
+
+/// What one `{{ ... }}` group of a string is (checked by the spec stage).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Group {
+    /// A Choria expression.
+    Expr(Expr),
+    /// A namespace or helper of the language in a form it does not have, e.g. `inputs` or
+    /// `uuid()`: Choria would leave the text as it is.
+    Malformed(String),
+    /// A name that is not part of the language, in the form of an expression (`nodez.x`,
+    /// `utc_dat(%F)`): Choria would leave the text as it is.
+    Unknown {
+        /// The leading name.
+        root: String,
+        /// The whole group body, trimmed.
+        body: String,
+    },
+}
+
+/// Every expression-like `{{ ... }}` group of `text` with its byte offset and text; groups
+/// that do not look like expressions at all (e.g. Go templates such as `{{ .Name }}`) are left
+/// out, as they are left alone when rendering.
+pub(crate) fn groups(text: &str) -> Vec<(usize, &str, Result<Group, TemplateError>)> {
+    let mut out = Vec::new();
+    if !text.contains("{{") {
+        return out;
+    }
+    for m in GROUP_RE.find_iter(text) {
+        let whole = m.as_str();
+        let group = match parse(whole) {
+            Err(e) => Err(e),
+            Ok(parts) => match parts.as_slice() {
+                [Part::Expr(e)] => Ok(Group::Expr(e.clone())),
+                _ => {
+                    let body = whole.trim_matches(['{', '}']).trim();
+                    let Some(caps) = EXPR_LIKE_RE.captures(body) else {
+                        continue;
+                    };
+                    let root = caps["root"].to_string();
+                    if ROOTS.contains(&root.as_str()) {
+                        Ok(Group::Malformed(body.to_string()))
+                    } else {
+                        Ok(Group::Unknown {
+                            root,
+                            body: body.to_string(),
+                        })
+                    }
+                }
+            },
+        };
+        out.push((m.start(), whole, group));
+    }
+    out
+}
+
 /// Splits a string into text and expressions. Strings without templates give one text part.
 pub(crate) fn parse(text: &str) -> Result<Vec<Part>, TemplateError> {
     if !text.contains("{{") {
@@ -322,6 +400,34 @@ mod tests {
             )
             .expect("ok");
         assert_eq!(v, json!("nodes: a, b port 4222 <a & b>"));
+    }
+
+    #[test]
+    fn groups_classify_every_expression_like_text() {
+        let found =
+            groups("a {{{ inputs.x }}} {{ nodez.n }} {{{uuid()}}} {{ .Name }} {{ utc_dat(%F) }}");
+        let kinds: Vec<_> = found.iter().map(|(at, _, g)| (*at, g.clone())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (2, Ok(Group::Expr(Expr::Input("x".into())))),
+                (
+                    19,
+                    Ok(Group::Unknown {
+                        root: "nodez".into(),
+                        body: "nodez.n".into()
+                    })
+                ),
+                (33, Ok(Group::Malformed("uuid()".into()))),
+                (
+                    58,
+                    Ok(Group::Unknown {
+                        root: "utc_dat".into(),
+                        body: "utc_dat(%F)".into()
+                    })
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -156,11 +156,13 @@ fn template_errors_at_run_time_abort_without_later_hooks() {
 
 #[test]
 fn task_property_errors_abort_the_run() {
+    // A literal `method: PUT` is refused when the playbook loads (see validate.rs); a
+    // templated one is only known after expansion and aborts the run with the task's position.
     Test::new()
-        .playbook("tasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      method: PUT\nhooks:\n  on_fail:\n    - shell:\n        command: echo on-fail-ran\n")
-        .args(&["run", "pb.yaml"])
+        .playbook("inputs:\n  method:\n    description: m\n    type: String\ntasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      method: '{{{ inputs.method }}}'\nhooks:\n  on_fail:\n    - shell:\n        command: echo on-fail-ran\n")
+        .args(&["run", "pb.yaml", "--method", "PUT"])
         .status(1)
-        .stdout_has("TaskValidationError: Only GET and POST is supported as methods")
+        .stdout_has("TaskValidationError: pb.yaml:11:5: tasks webhook task property method should be GET or POST, got PUT")
         .stderr_lacks("on-fail-ran")
         .run();
 }

@@ -114,3 +114,132 @@ fn inputs_that_would_clash_as_flags_are_refused() {
         .stderr_has("pb.yaml:13:3: error: Input report clashes with the built-in --report flag")
         .run();
 }
+
+#[test]
+fn a_webhook_method_outside_get_and_post_is_refused_with_its_position() {
+    Test::new()
+        .playbook("tasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      method: PUT\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stdout_has("pb.yaml: invalid (1 error(s)")
+        .stderr_has(
+            "pb.yaml:9:15: error: tasks webhook task property method should be GET or POST, got PUT",
+        )
+        .run();
+    // The method is case-insensitive, as in Choria.
+    Test::new()
+        .playbook("tasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      method: get\n")
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (0 warning(s))")
+        .run();
+}
+
+#[test]
+fn an_unknown_template_namespace_is_refused_with_its_position_and_a_suggestion() {
+    Test::new()
+        .playbook("nodes:\n  n:\n    type: list\n    nodes: [a]\ntasks:\n  - shell:\n      command: echo {{{ nodez.n }}}\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stderr_has("pb.yaml:12:21: error: Unknown template expression `nodez.n`: nodez is unknown (did you mean `nodes`?)")
+        .run();
+    // Misspelt helpers and known names in a wrong form are refused too; positions point
+    // inside quoted and block strings.
+    Test::new()
+        .playbook("tasks:\n  - shell:\n      command: \"echo {{ utc_dat(%F) }}\"\n  - shell:\n      command: |\n        echo one\n        echo {{{ uuid() }}}\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stderr_has("pb.yaml:8:22: error: Unknown template expression `utc_dat(%F)`: utc_dat is unknown (did you mean `utc_date`?)")
+        .stderr_has("pb.yaml:12:14: error: Invalid template expression `uuid()`")
+        .run();
+    // Text that is not shaped like an expression is left alone, as Choria did.
+    Test::new()
+        .playbook(
+            "tasks:\n  - shell:\n      command: \"docker inspect -f '{{ .State.Status }}' x\"\n",
+        )
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (0 warning(s))")
+        .run();
+    // Other unknown names only warn.
+    Test::new()
+        .playbook("tasks:\n  - shell:\n      command: echo {{ foo.bar }}\n")
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (1 warning(s))")
+        .stderr_has("pb.yaml:8:21: warning: `{{ foo.bar }}` is not a template expression (foo is unknown) and is left as text")
+        .run();
+}
+
+#[test]
+fn an_input_that_is_not_declared_is_refused_inside_the_string() {
+    Test::new()
+        .playbook("inputs:\n  cluster:\n    description: c\n    type: String\ntasks:\n  - shell:\n      command: echo {{{ inputs.cluster }}} {{{ inputs.x }}}\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stdout_has("pb.yaml: invalid (1 error(s)")
+        .stderr_has("pb.yaml:12:44: error: Unknown input x")
+        .run();
+}
+
+#[test]
+fn every_wrong_type_is_reported_at_its_value() {
+    let out = Test::new()
+        .playbook("data_stores:\n  f:\n    type: file\n    file: x.yaml\n    format: toml\n    create: maybe\nnodes:\n  n:\n    type: list\n    nodes: [a]\n    limit: [1]\ntasks:\n  - shell:\n      command: 'true'\n      timeout: [1]\n      cwd: {a: b}\n  - mcollective:\n      action: a.b\n      nodes: [a]\n      post: [summary]\n      batch_size: many\n")
+        .args(&["validate", "pb.yaml"])
+        .status(1)
+        .stdout_has("pb.yaml: invalid (7 error(s)")
+        .run();
+    for expected in [
+        "pb.yaml:10:13: error: data store f property format should be json or yaml, got toml",
+        "pb.yaml:11:13: error: data store f property create should be a boolean, got string \"maybe\"",
+        "pb.yaml:16:12: error: node set n property limit should be an integer, got array",
+        "pb.yaml:20:16: error: tasks shell task property timeout should be a number of seconds, got array",
+        "pb.yaml:21:12: error: tasks shell task property cwd should be a string, got hash",
+        "pb.yaml:25:14: error: tasks mcollective task property post[0] should be summarize, got summary (did you mean `summarize`?)",
+        "pb.yaml:26:19: error: tasks mcollective task property batch_size should be an integer, got string \"many\"",
+    ] {
+        assert!(
+            out.stderr.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn unknown_properties_warn_with_a_suggestion() {
+    Test::new()
+        .playbook("tasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      methd: GET\n")
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (1 warning(s))")
+        .stderr_has("pb.yaml:9:7: warning: unknown property methd in tasks webhook task, it will be ignored (did you mean `method`?)")
+        .run();
+}
+
+#[test]
+fn templated_values_are_checked_after_expansion_with_the_declarations_position() {
+    let body = "inputs:\n  limit:\n    description: l\n    type: String\n  timeout:\n    description: t\n    type: String\nnodes:\n  n:\n    type: list\n    nodes: [a]\n    limit: '{{{ inputs.limit }}}'\ntasks:\n  - shell:\n      command: 'echo ran'\n      timeout: '{{{ inputs.timeout }}}'\n";
+    // Templated values cannot be judged literally: the playbook is valid.
+    Test::new()
+        .playbook(body)
+        .args(&["validate", "pb.yaml"])
+        .stdout_has("pb.yaml: ok (0 warning(s))")
+        .run();
+    Test::new()
+        .playbook(body)
+        .args(&["run", "pb.yaml", "--limit", "1", "--timeout", "5"])
+        .stderr_has("ran")
+        .run();
+    Test::new()
+        .playbook(body)
+        .args(&["run", "pb.yaml", "--limit", "one", "--timeout", "5"])
+        .status(1)
+        .stdout_has("NodeSetError: pb.yaml:14:3: node set n property limit should be an integer, got string \"one\"")
+        .stderr_lacks("ran")
+        .run();
+    Test::new()
+        .playbook(body)
+        .args(&["run", "pb.yaml", "--limit", "1", "--timeout", "soon"])
+        .status(1)
+        .stdout_has("TaskValidationError: pb.yaml:19:5: tasks shell task property timeout should be a number of seconds, got string \"soon\"")
+        .stderr_lacks("ran")
+        .run();
+}

@@ -11,21 +11,14 @@ use serde_json::{Map, Value};
 use super::NodeSetError;
 use super::versions::{Range, parse_version};
 use crate::choria::Broker;
-use crate::store::str_prop;
+use crate::schema::nodes::McollectiveProps;
+use crate::schema::values::Names;
 
 /// Default discovery timeout.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn list_prop(props: &Map<String, Value>, key: &str) -> Vec<String> {
-    match props.get(key) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(crate::template::stringify).collect(),
-        Some(other) => crate::template::stringify(other)
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    }
+fn list_prop(value: &Option<Names>) -> Vec<String> {
+    value.as_ref().map(|n| n.0.clone()).unwrap_or_default()
 }
 
 /// Parses `fact=value`, `fact==value`, `fact!=value`, `fact<=N`, `fact=~/re/`...
@@ -49,36 +42,38 @@ pub(crate) fn fact_filter(text: &str) -> Result<FactFilter, NodeSetError> {
 }
 
 /// Builds the discovery filter of a node set.
-pub(crate) fn filter(props: &Map<String, Value>) -> Result<Filter, NodeSetError> {
-    let mut agents = list_prop(props, "agents");
+pub(crate) fn filter(props: &McollectiveProps) -> Result<Filter, NodeSetError> {
+    let mut agents = list_prop(&props.agents);
     if agents.is_empty() {
         agents.push("rpcutil".to_string());
     }
-    let fact = list_prop(props, "facts")
+    let fact = list_prop(&props.facts)
         .iter()
         .map(|f| fact_filter(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let compound = match str_prop(props, "compound") {
-        Some(expr) if !expr.trim().is_empty() => {
-            vec![Value::Array(vec![serde_json::json!({ "expr": expr })])]
+    let compound = match &props.compound {
+        Some(expr) if !expr.as_str().trim().is_empty() => {
+            vec![Value::Array(vec![
+                serde_json::json!({ "expr": expr.as_str() }),
+            ])]
         }
         _ => Vec::new(),
     };
     Ok(Filter {
         fact,
-        cf_class: list_prop(props, "classes"),
+        cf_class: list_prop(&props.classes),
         agent: agents,
-        identity: list_prop(props, "identities"),
+        identity: list_prop(&props.identities),
         compound,
     })
 }
 
 /// Broadcast discovery with the set's filter.
 pub(crate) async fn discover(
-    props: &Map<String, Value>,
+    props: &McollectiveProps,
     broker: &Broker,
 ) -> Result<Vec<String>, NodeSetError> {
-    if let Some(method) = str_prop(props, "discovery_method")
+    if let Some(method) = props.discovery_method.as_ref().map(|m| m.as_str())
         && method != "mc"
         && method != "broadcast"
     {
@@ -87,11 +82,9 @@ pub(crate) async fn discover(
         )));
     }
     let filter = filter(props)?;
-    let timeout = match crate::store::seconds_prop(props, "discovery_timeout") {
-        Ok(Some(s)) => crate::seconds(s),
-        Ok(None) => DISCOVERY_TIMEOUT,
-        Err(e) => return Err(NodeSetError::Failed(e.to_string())),
-    };
+    let timeout = props
+        .discovery_timeout
+        .map_or(DISCOVERY_TIMEOUT, |s| crate::seconds(s.0));
     let client = broker
         .client()
         .await
@@ -228,12 +221,10 @@ mod tests {
 
     #[test]
     fn filters() {
-        let props = match json!({"facts": ["shard=3", "index<=5", "role=~/emu/"],
-            "classes": ["emulator"], "compound": "shard=1"})
-        {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
+        let props: McollectiveProps = crate::schema::parse(&json!({
+            "facts": ["shard=3", "index<=5", "role=~/emu/"],
+            "classes": ["emulator"], "compound": "shard=1"}))
+        .expect("props");
         let f = filter(&props).expect("filter");
         assert_eq!(f.agent, vec!["rpcutil"]);
         assert_eq!(f.fact[0].operator, "==");

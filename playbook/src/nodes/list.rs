@@ -1,30 +1,18 @@
 //! The `list` node set (an extension): `nodes: [a, b]` written inline.
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
 
-use super::{NodeSetError, NodeSource, names_from};
+use super::{NodeSetError, NodeSource};
+use crate::schema::nodes::ListProps;
 
 pub(crate) struct ListSource {
     nodes: Vec<String>,
 }
 
 impl ListSource {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, NodeSetError> {
-        match props.get("nodes") {
-            Some(Value::Array(items)) => Ok(Self {
-                nodes: names_from(items),
-            }),
-            Some(Value::String(s)) => Ok(Self {
-                nodes: s
-                    .split(',')
-                    .map(|n| n.trim().to_string())
-                    .filter(|n| !n.is_empty())
-                    .collect(),
-            }),
-            _ => Err(NodeSetError::Failed(
-                "A list node set needs a nodes list".to_string(),
-            )),
+    pub(crate) fn new(props: &ListProps) -> Self {
+        Self {
+            nodes: props.nodes.0.clone(),
         }
     }
 }

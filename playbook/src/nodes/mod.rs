@@ -18,10 +18,11 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::schema::{Prop, Shape, opt, req};
-use crate::store::{EnvOverlay, str_prop};
+use crate::schema::nodes::{NodeSetConfig, NodeSetProps};
+use crate::schema::values::{Int, flag, text};
+use crate::store::EnvOverlay;
 
 /// Every node set type the DSL knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,47 +76,6 @@ impl NodeSetKind {
             Self::Pql => false,
         }
     }
-
-    pub(crate) fn props(self) -> &'static [Prop] {
-        match self {
-            Self::Mcollective => {
-                const P: &[Prop] = &[
-                    opt("discovery_method", Shape::Str),
-                    opt("agents", Shape::StrList),
-                    opt("facts", Shape::StrList),
-                    opt("classes", Shape::StrList),
-                    opt("identities", Shape::StrList),
-                    opt("compound", Shape::Str),
-                    opt("discovery_timeout", Shape::Number),
-                ];
-                P
-            }
-            Self::Pql => {
-                const P: &[Prop] = &[req("query", Shape::Str)];
-                P
-            }
-            Self::Yaml => {
-                const P: &[Prop] = &[req("source", Shape::Str), req("group", Shape::Str)];
-                P
-            }
-            Self::Shell => {
-                const P: &[Prop] = &[req("script", Shape::Str)];
-                P
-            }
-            Self::Terraform => {
-                const P: &[Prop] = &[
-                    req("statefile", Shape::Str),
-                    req("output", Shape::Str),
-                    opt("terraform", Shape::Str),
-                ];
-                P
-            }
-            Self::List => {
-                const P: &[Prop] = &[req("nodes", Shape::List)];
-                P
-            }
-        }
-    }
 }
 
 impl fmt::Display for NodeSetKind {
@@ -123,17 +83,6 @@ impl fmt::Display for NodeSetKind {
         f.write_str(self.name())
     }
 }
-
-/// Properties every node set accepts.
-pub(crate) const COMMON_PROPS: &[Prop] = &[
-    req("type", Shape::Str),
-    opt("at_least", Shape::Int),
-    opt("when_empty", Shape::Str),
-    opt("limit", Shape::Int),
-    opt("test", Shape::Bool),
-    opt("uses", Shape::StrList),
-    opt("empty_ok", Shape::Bool),
-];
 
 /// Node discovery failures.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,37 +104,38 @@ pub trait NodeSource: Send + Sync {
 
 /// Builds the source for a templated node set.
 pub(crate) fn source(
-    kind: NodeSetKind,
-    props: &Map<String, Value>,
+    config: &NodeSetConfig,
     env: &EnvOverlay,
 ) -> Result<Box<dyn NodeSource>, NodeSetError> {
-    match kind {
-        NodeSetKind::Yaml => Ok(Box::new(yaml_file::YamlSource::new(props)?)),
-        NodeSetKind::Shell => Ok(Box::new(shell::ShellSource::new(props, env.clone())?)),
-        NodeSetKind::Terraform => Ok(Box::new(terraform::TerraformSource::new(props)?)),
-        NodeSetKind::List => Ok(Box::new(list::ListSource::new(props)?)),
-        NodeSetKind::Mcollective => Err(NodeSetError::Failed(
+    match config {
+        NodeSetConfig::Yaml(p) => Ok(Box::new(yaml_file::YamlSource::new(p)?)),
+        NodeSetConfig::Shell(p) => Ok(Box::new(shell::ShellSource::new(p, env.clone()))),
+        NodeSetConfig::Terraform(p) => Ok(Box::new(terraform::TerraformSource::new(p)?)),
+        NodeSetConfig::List(p) => Ok(Box::new(list::ListSource::new(p))),
+        NodeSetConfig::Mcollective(_) => Err(NodeSetError::Failed(
             "mcollective node sets are discovered through the Choria broker".to_string(),
         )),
-        NodeSetKind::Pql => Err(NodeSetError::Unavailable(kind)),
+        NodeSetConfig::Pql(p) => {
+            tracing::debug!(query = p.query.as_str(), "pql discovery is not available");
+            Err(NodeSetError::Unavailable(NodeSetKind::Pql))
+        }
     }
 }
 
 /// Discovers a set and applies the common options: empty check, `limit`, then `at_least`.
 pub(crate) async fn discover(
     name: &str,
-    kind: NodeSetKind,
-    props: &Map<String, Value>,
+    props: &NodeSetProps,
     env: &EnvOverlay,
     broker: &crate::choria::Broker,
 ) -> Result<Vec<String>, NodeSetError> {
-    let found = match kind {
-        NodeSetKind::Mcollective => choria::discover(props, broker).await?,
-        NodeSetKind::Pql
-        | NodeSetKind::Yaml
-        | NodeSetKind::Shell
-        | NodeSetKind::Terraform
-        | NodeSetKind::List => source(kind, props, env)?.discover().await?,
+    let found = match &props.config {
+        NodeSetConfig::Mcollective(p) => choria::discover(p, broker).await?,
+        config @ (NodeSetConfig::Pql(_)
+        | NodeSetConfig::Yaml(_)
+        | NodeSetConfig::Shell(_)
+        | NodeSetConfig::Terraform(_)
+        | NodeSetConfig::List(_)) => source(config, env)?.discover().await?,
     };
     let mut nodes: Vec<String> = Vec::with_capacity(found.len());
     for n in found {
@@ -193,20 +143,21 @@ pub(crate) async fn discover(
             nodes.push(n);
         }
     }
-    let empty_ok = matches!(props.get("empty_ok"), Some(Value::Bool(true)));
+    let common = &props.common;
+    let empty_ok = flag(common.empty_ok, false);
     if nodes.is_empty() && !empty_ok {
         return Err(NodeSetError::Failed(
-            str_prop(props, "when_empty")
+            text(&common.when_empty)
                 .unwrap_or_else(|| format!("Did not discover any nodes for nodeset {name}")),
         ));
     }
-    if let Some(limit) = int_prop(props, "limit")? {
+    if let Some(Int(limit)) = common.limit {
         nodes.truncate(usize::try_from(limit).unwrap_or(0));
     }
     let at_least = if empty_ok {
         0
     } else {
-        int_prop(props, "at_least")?.unwrap_or(1)
+        common.at_least.map_or(1, |n| n.0)
     };
     if (nodes.len() as i64) < at_least {
         return Err(NodeSetError::Failed(format!(
@@ -215,24 +166,6 @@ pub(crate) async fn discover(
         )));
     }
     Ok(nodes)
-}
-
-fn int_prop(props: &Map<String, Value>, key: &str) -> Result<Option<i64>, NodeSetError> {
-    match props.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| NodeSetError::Failed(format!("{key} should be an integer"))),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| NodeSetError::Failed(format!("{key} should be an integer, got {s}"))),
-        Some(other) => Err(NodeSetError::Failed(format!(
-            "{key} should be an integer, got {other}"
-        ))),
-    }
 }
 
 static HOSTNAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -262,46 +195,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+    fn props(kind: NodeSetKind, v: Value) -> NodeSetProps {
+        NodeSetProps::parse(kind, &v).expect("valid properties")
     }
 
     #[tokio::test]
     async fn common_options() {
         let env = EnvOverlay::default();
         let broker = crate::choria::Broker::default();
-        let props = map(json!({"nodes": ["a", "b", "a", "c"], "limit": 2}));
-        let nodes = discover("s", NodeSetKind::List, &props, &env, &broker)
-            .await
-            .expect("ok");
+        let list = |v: Value| props(NodeSetKind::List, v);
+        let p = list(json!({"type": "list", "nodes": ["a", "b", "a", "c"], "limit": 2}));
+        let nodes = discover("s", &p, &env, &broker).await.expect("ok");
         assert_eq!(nodes, vec!["a", "b"]);
-        let props = map(json!({"nodes": ["a"], "at_least": 2}));
-        let err = discover("s", NodeSetKind::List, &props, &env, &broker)
-            .await
-            .expect_err("few");
+        let p = list(json!({"type": "list", "nodes": ["a"], "at_least": 2}));
+        let err = discover("s", &p, &env, &broker).await.expect_err("few");
         assert_eq!(err.to_string(), "Node set s needs at least 2 nodes, got 1");
-        let props = map(json!({"nodes": [], "when_empty": "nothing here"}));
-        let err = discover("s", NodeSetKind::List, &props, &env, &broker)
-            .await
-            .expect_err("empty");
+        let p = list(json!({"type": "list", "nodes": [], "when_empty": "nothing here"}));
+        let err = discover("s", &p, &env, &broker).await.expect_err("empty");
         assert_eq!(err.to_string(), "nothing here");
-        let props = map(json!({"nodes": [], "empty_ok": true}));
+        let p = list(json!({"type": "list", "nodes": [], "empty_ok": true}));
         assert!(
-            discover("s", NodeSetKind::List, &props, &env, &broker)
+            discover("s", &p, &env, &broker)
                 .await
                 .expect("ok")
                 .is_empty()
         );
-        let err = discover("s", NodeSetKind::Pql, &Map::new(), &env, &broker)
-            .await
-            .expect_err("x");
+        let p = props(NodeSetKind::Pql, json!({"type": "pql", "query": "q"}));
+        let err = discover("s", &p, &env, &broker).await.expect_err("x");
         assert!(err.to_string().contains("not available in this build yet"));
-        let err = discover("s", NodeSetKind::Mcollective, &Map::new(), &env, &broker)
-            .await
-            .expect_err("x");
+        let p = props(NodeSetKind::Mcollective, json!({"type": "mcollective"}));
+        let err = discover("s", &p, &env, &broker).await.expect_err("x");
         assert!(err.to_string().contains("no Choria broker configured"));
     }
 

@@ -5,11 +5,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::{Map, Value};
-
 use super::{NodeSetError, NodeSource, check_hostnames};
-use crate::store::{EnvOverlay, str_prop};
+use crate::schema::nodes::ShellProps;
+use crate::store::EnvOverlay;
+use async_trait::async_trait;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -19,10 +18,11 @@ pub(crate) struct ShellSource {
 }
 
 impl ShellSource {
-    pub(crate) fn new(props: &Map<String, Value>, env: EnvOverlay) -> Result<Self, NodeSetError> {
-        let script = str_prop(props, "script")
-            .ok_or_else(|| NodeSetError::Failed("A script is needed".to_string()))?;
-        Ok(Self { script, env })
+    pub(crate) fn new(props: &ShellProps, env: EnvOverlay) -> Self {
+        Self {
+            script: props.script.0.clone(),
+            env,
+        }
     }
 }
 

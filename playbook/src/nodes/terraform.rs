@@ -7,10 +7,11 @@
 use std::process::Stdio;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{NodeSetError, NodeSource, check_hostnames, names_from};
-use crate::store::str_prop;
+use crate::schema::nodes::TerraformProps;
+use crate::schema::values::Text;
 use crate::validator::Validator;
 
 pub(crate) struct TerraformSource {
@@ -20,24 +21,21 @@ pub(crate) struct TerraformSource {
 }
 
 impl TerraformSource {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, NodeSetError> {
-        let get = |key: &str| -> Result<Option<String>, NodeSetError> {
-            let Some(v) = str_prop(props, key) else {
-                return Ok(None);
-            };
+    pub(crate) fn new(props: &TerraformProps) -> Result<Self, NodeSetError> {
+        let safe = |key: &str, v: &Text| -> Result<String, NodeSetError> {
             Validator::Shellsafe
-                .check(&Value::String(v.clone()))
+                .check(&Value::String(v.0.clone()))
                 .map_err(|e| NodeSetError::Failed(format!("terraform {key}: {e}")))?;
-            Ok(Some(v))
+            Ok(v.0.clone())
         };
-        let statefile = get("statefile")?
-            .ok_or_else(|| NodeSetError::Failed("A statefile is needed".to_string()))?;
-        let output = get("output")?
-            .ok_or_else(|| NodeSetError::Failed("An output is needed".to_string()))?;
         Ok(Self {
-            statefile,
-            output,
-            binary: get("terraform")?,
+            statefile: safe("statefile", &props.statefile)?,
+            output: safe("output", &props.output)?,
+            binary: props
+                .terraform
+                .as_ref()
+                .map(|t| safe("terraform", t))
+                .transpose()?,
         })
     }
 

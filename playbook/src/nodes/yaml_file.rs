@@ -1,10 +1,10 @@
 //! The `yaml` node set: a top-level group (a non-empty list) in a YAML file.
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{NodeSetError, NodeSource, names_from};
-use crate::store::str_prop;
+use crate::schema::nodes::YamlProps;
 
 pub(crate) struct YamlSource {
     source: String,
@@ -12,13 +12,19 @@ pub(crate) struct YamlSource {
 }
 
 impl YamlSource {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, NodeSetError> {
-        let source = str_prop(props, "source").ok_or_else(|| {
-            NodeSetError::Failed("No node group YAML source file specified".to_string())
-        })?;
-        let group = str_prop(props, "group")
-            .ok_or_else(|| NodeSetError::Failed("No node group specified".to_string()))?;
-        Ok(Self { source, group })
+    pub(crate) fn new(props: &YamlProps) -> Result<Self, NodeSetError> {
+        if props.source.as_str().is_empty() {
+            return Err(NodeSetError::Failed(
+                "No node group YAML source file specified".to_string(),
+            ));
+        }
+        if props.group.as_str().is_empty() {
+            return Err(NodeSetError::Failed("No node group specified".to_string()));
+        }
+        Ok(Self {
+            source: props.source.0.clone(),
+            group: props.group.0.clone(),
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 //! Locks are always released at the end (a deliberate change: Choria leaked them on aborts).
 
 mod inputs;
+mod props;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::console::Console;
 use crate::log::{Level, RunLog};
 use crate::nodes::NodeSetError;
 use crate::report::{InputsInfo, Metrics, PlaybookInfo, Report, ReportHeader, TaskRecord};
+use crate::schema::{PropsError, PropsSection};
 use crate::spec::{HookList, InputType, Playbook};
 use crate::store::{EnvOverlay, Lock, StoreError, Stores};
 use crate::task::{HttpClients, TaskError};
@@ -69,6 +71,9 @@ pub enum RunError {
     /// A task property problem.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// Properties that are wrong after templating, with the declaration's position.
+    #[error(transparent)]
+    Props(#[from] PropsError),
 }
 
 impl From<TemplateError> for RunError {
@@ -85,6 +90,11 @@ impl RunError {
             Self::Store(_) => "DataStoreError",
             Self::Nodes(_) => "NodeSetError",
             Self::Task(_) => "TaskValidationError",
+            Self::Props(e) => match e.section {
+                PropsSection::Store => "DataStoreError",
+                PropsSection::NodeSet => "NodeSetError",
+                PropsSection::Task => "TaskValidationError",
+            },
         }
     }
 }
@@ -257,15 +267,12 @@ impl Run<'_> {
 
     async fn open_stores(&mut self) -> Result<(), RunError> {
         for spec in &self.pb.data_stores {
-            let props = self
-                .expand(&Value::Object(spec.props.clone()), "pre.stores")
-                .await?;
-            let props = match props {
-                Value::Object(m) => m,
-                _ => spec.props.clone(),
-            };
-            let store = crate::store::open(&spec.name, spec.kind, &props, &self.env).await?;
-            let timeout = crate::store::seconds_prop(&props, "timeout")?
+            let props = self.store_props(spec).await?;
+            let store = crate::store::open(&spec.name, &props, &self.env).await?;
+            let timeout = props
+                .common
+                .timeout
+                .map(|s| s.0)
                 .filter(|_| spec.kind != crate::store::StoreKind::Shell)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT);
             self.log.debug(
@@ -345,16 +352,8 @@ impl Run<'_> {
         let mut to_test: Vec<String> = Vec::new();
         let mut to_check: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for spec in &self.pb.nodes {
-            let props = self
-                .expand(&Value::Object(spec.props.clone()), &spec.name)
-                .await?;
-            let props = match props {
-                Value::Object(m) => m,
-                _ => spec.props.clone(),
-            };
-            let nodes =
-                crate::nodes::discover(&spec.name, spec.kind, &props, &self.env, &self.broker)
-                    .await?;
+            let props = self.node_set_props(spec).await?;
+            let nodes = crate::nodes::discover(&spec.name, &props, &self.env, &self.broker).await?;
             self.log.info(
                 &spec.name,
                 format!(
@@ -363,18 +362,14 @@ impl Run<'_> {
                     spec.name
                 ),
             );
-            if matches!(props.get("test"), Some(Value::Bool(true))) {
+            if crate::schema::values::flag(props.common.test, false) {
                 for n in &nodes {
                     if !to_test.contains(n) {
                         to_test.push(n.clone());
                     }
                 }
             }
-            let required: Vec<String> = match props.get("uses") {
-                Some(Value::Array(items)) => items.iter().map(crate::template::stringify).collect(),
-                Some(Value::String(s)) => vec![s.clone()],
-                _ => Vec::new(),
-            };
+            let required: Vec<String> = props.common.uses.map(|u| u.0).unwrap_or_default();
             if !required.is_empty() {
                 to_check.push((nodes.clone(), required));
             }

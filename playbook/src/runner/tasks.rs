@@ -142,14 +142,7 @@ impl Run<'_> {
         let task_started = Instant::now();
         let mut outcome = TaskOutcome::failed("Task did not run", Vec::new());
         for attempt in 1..=spec.tries {
-            let props = self
-                .expand(&Value::Object(spec.props.clone()), &from)
-                .await?;
-            let props = match props {
-                Value::Object(m) => m,
-                _ => spec.props.clone(),
-            };
-            let task = crate::task::build(spec.kind, &props)?;
+            let task = self.build_task(spec, list, &from).await?;
             let start_time = Utc::now();
             let started = Instant::now();
             outcome = {
@@ -263,14 +256,7 @@ impl Run<'_> {
                 let description = self
                     .expand(&Value::String(spec.raw_description()), &from)
                     .await?;
-                let props = self
-                    .expand(&Value::Object(spec.props.clone()), &from)
-                    .await?;
-                let props = match props {
-                    Value::Object(m) => m,
-                    _ => spec.props.clone(),
-                };
-                let task = crate::task::build(spec.kind, &props)?;
+                let task = self.build_task(spec, list, &from).await?;
                 let line = format!(
                     "would run {list}[{}] {}: {}",
                     i + 1,

@@ -14,10 +14,13 @@ use super::{
 use crate::diagnostic::{Diagnostics, did_you_mean};
 use crate::log::Level;
 use crate::nodes::NodeSetKind;
-use crate::schema::check_props;
+use crate::schema::nodes::NodeSetProps;
+use crate::schema::stores::StoreProps;
+use crate::schema::tasks::{COMMON as TASK_COMMON, TaskProps};
+use crate::schema::{Section, check as check_props};
 use crate::store::StoreKind;
 use crate::task::TaskKind;
-use crate::template::{Expr, Part};
+use crate::template::{Expr, Group};
 use crate::yaml::{Kind, Mark, Node};
 
 /// Whether the text is a whole playbook or a documentation fragment.
@@ -69,6 +72,7 @@ pub fn load(text: &str, path: &Path, mode: Mode) -> (Option<Playbook>, Diagnosti
     };
     let mut checker = Checker {
         diags,
+        source: Source::new(text),
         mode,
         input_names: Vec::new(),
         node_names: Vec::new(),
@@ -86,6 +90,7 @@ pub fn load(text: &str, path: &Path, mode: Mode) -> (Option<Playbook>, Diagnosti
 
 struct Checker {
     diags: Diagnostics,
+    source: Source,
     mode: Mode,
     input_names: Vec<String>,
     node_names: Vec<String>,
@@ -383,11 +388,16 @@ impl Checker {
                 );
                 continue;
             };
-            check_props(
+            let fields = StoreProps::fields(kind);
+            let props = check_props(
                 &mut self.diags,
-                v,
-                &[crate::store::COMMON_PROPS, kind.props()],
-                &format!("data store {name}"),
+                &Section {
+                    body: v,
+                    what: &format!("data store {name}"),
+                    fields: &fields,
+                    elsewhere: &[],
+                },
+                &|value| StoreProps::parse(kind, value).map(|_| ()),
             );
             if !kind.available() && self.first_unavailable(&format!("store {kind}")) {
                 self.diags.warning(
@@ -400,7 +410,7 @@ impl Checker {
             out.push(StoreSpec {
                 name,
                 kind,
-                props: object(v),
+                props,
                 mark: k.mark,
             });
         }
@@ -470,11 +480,16 @@ impl Checker {
                 );
                 continue;
             };
-            check_props(
+            let fields = NodeSetProps::fields(kind);
+            let props = check_props(
                 &mut self.diags,
-                v,
-                &[crate::nodes::COMMON_PROPS, kind.props()],
-                &format!("node set {name}"),
+                &Section {
+                    body: v,
+                    what: &format!("node set {name}"),
+                    fields: &fields,
+                    elsewhere: &[],
+                },
+                &|value| NodeSetProps::parse(kind, value).map(|_| ()),
             );
             if !kind.available() && self.first_unavailable(&format!("nodes {kind}")) {
                 self.diags.warning(
@@ -487,7 +502,7 @@ impl Checker {
             out.push(NodeSetSpec {
                 name,
                 kind,
-                props: object(v),
+                props,
                 mark: k.mark,
             });
         }
@@ -575,11 +590,15 @@ impl Checker {
             return None;
         };
         let what = format!("{list} {type_name} task");
-        check_props(
+        let props = check_props(
             &mut self.diags,
-            body,
-            &[crate::task::COMMON_PROPS, kind.props()],
-            &what,
+            &Section {
+                body,
+                what: &what,
+                fields: TaskProps::fields(kind),
+                elsewhere: TASK_COMMON,
+            },
+            &|value| TaskProps::parse(kind, value).map(|_| ()),
         );
         if kind.historical() {
             self.diags.warning(
@@ -601,12 +620,15 @@ impl Checker {
             let stores = self.store_names.clone();
             check_data_path(&mut self.diags, key, path, stores.as_deref());
         }
-        let mut props = object(body);
-        let description = props.remove("description").map(|d| match d {
+        let mut common: Map<String, Value> = TASK_COMMON
+            .iter()
+            .filter_map(|name| Some((name.to_string(), body.get(name)?.to_value())))
+            .collect();
+        let description = common.remove("description").map(|d| match d {
             Value::String(s) => s,
             other => crate::template::stringify(&other),
         });
-        let tries = match props.remove("tries") {
+        let tries = match common.remove("tries") {
             None | Some(Value::Null) => 1,
             Some(v) => match v.as_u64() {
                 Some(n) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
@@ -619,7 +641,7 @@ impl Checker {
                 }
             },
         };
-        let mut seconds = |name: &str, default: f64| match props.remove(name) {
+        let mut seconds = |name: &str, default: f64| match common.remove(name) {
             None | Some(Value::Null) => default,
             Some(v) => match v.as_f64() {
                 Some(f) if f >= 0.0 && f.is_finite() => f,
@@ -634,7 +656,7 @@ impl Checker {
         };
         let try_sleep = seconds("try_sleep", 10.0);
         let pre_sleep = seconds("pre_sleep", 0.0);
-        let fail_ok = matches!(props.remove("fail_ok"), Some(Value::Bool(true)));
+        let fail_ok = matches!(common.remove("fail_ok"), Some(Value::Bool(true)));
         Some(TaskSpec {
             kind,
             description,
@@ -665,21 +687,60 @@ impl Checker {
         }
     }
 
+    /// Checks the templates of one string starting at `mark`; each problem points at its
+    /// `{{` in the source when it can be found there, else at the string.
     fn check_template(&mut self, mark: Mark, text: &str) {
-        let parts = match crate::template::parse(text) {
-            Ok(parts) => parts,
-            Err(e) => {
-                self.diags.error(mark, e.to_string());
-                return;
-            }
-        };
         let check_names = self.mode == Mode::Playbook;
-        for part in parts {
-            let Part::Expr(expr) = part else { continue };
+        let mut cursor = self.source.offset(mark);
+        let limit = cursor.map(|c| c + 2 * text.len() + 256);
+        for (_, whole, group) in crate::template::groups(text) {
+            let at = match (cursor, limit) {
+                (Some(from), Some(limit)) => match self.source.find(whole, from, limit) {
+                    Some(found) => {
+                        cursor = Some(found + whole.len());
+                        self.source.mark(found)
+                    }
+                    None => mark,
+                },
+                _ => mark,
+            };
+            let expr = match group {
+                Err(e) => {
+                    self.diags.error(at, e.to_string());
+                    continue;
+                }
+                Ok(Group::Malformed(body)) => {
+                    self.diags.error(
+                        at,
+                        format!(
+                            "Invalid template expression `{body}`: expected inputs.NAME, nodes.SET, metadata.ITEM, previous_task.FIELD, date(FMT), utc_date(FMT), elapsed_time or uuid"
+                        ),
+                    );
+                    continue;
+                }
+                Ok(Group::Unknown { root, body }) => {
+                    let hint = did_you_mean(&root, crate::template::ROOTS.iter().copied());
+                    if hint.is_empty() {
+                        self.diags.warning(
+                            at,
+                            format!("`{whole}` is not a template expression ({root} is unknown) and is left as text"),
+                        );
+                    } else {
+                        self.diags.error(
+                            at,
+                            format!(
+                                "Unknown template expression `{body}`: {root} is unknown{hint}"
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                Ok(Group::Expr(expr)) => expr,
+            };
             match &expr {
                 Expr::Input(name) if check_names && !self.input_names.contains(name) => {
                     self.diags.error(
-                        mark,
+                        at,
                         format!(
                             "Unknown input {name}{}",
                             did_you_mean(name, self.input_names.iter().map(String::as_str))
@@ -688,7 +749,7 @@ impl Checker {
                 }
                 Expr::Nodes(name) if check_names && !self.node_names.contains(name) => {
                     self.diags.error(
-                        mark,
+                        at,
                         format!(
                             "Unknown node set {name}{}",
                             did_you_mean(name, self.node_names.iter().map(String::as_str))
@@ -697,7 +758,7 @@ impl Checker {
                 }
                 Expr::Metadata(item) if !METADATA_ITEMS.contains(&item.as_str()) => {
                     self.diags.error(
-                        mark,
+                        at,
                         format!(
                             "Unknown playbook metadata {item}{}",
                             did_you_mean(item, METADATA_ITEMS.iter().copied())
@@ -706,7 +767,7 @@ impl Checker {
                 }
                 Expr::PreviousTask(field) if !PREVIOUS_TASK_FIELDS.contains(&field.as_str()) => {
                     self.diags.error(
-                        mark,
+                        at,
                         format!(
                             "Cannot retrieve {field} for the last task outcome{}",
                             did_you_mean(field, PREVIOUS_TASK_FIELDS.iter().copied())
@@ -725,10 +786,53 @@ impl Checker {
     }
 }
 
-fn object(node: &Node) -> Map<String, Value> {
-    match node.to_value() {
-        Value::Object(m) => m,
-        _ => Map::new(),
+/// The playbook text, to point problems at places inside strings.
+struct Source {
+    text: String,
+    /// Byte offset of the start of each line.
+    lines: Vec<usize>,
+}
+
+impl Source {
+    fn new(text: &str) -> Self {
+        let mut lines = vec![0];
+        lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self {
+            text: text.to_string(),
+            lines,
+        }
+    }
+
+    /// The byte offset of a position.
+    fn offset(&self, mark: Mark) -> Option<usize> {
+        let start = *self.lines.get(mark.line.checked_sub(1)?)?;
+        let line = self.text.get(start..)?;
+        let column = line
+            .char_indices()
+            .nth(mark.column.checked_sub(1)?)
+            .map(|(i, _)| i)?;
+        Some(start + column)
+    }
+
+    /// The first offset of `needle` in `from..limit`.
+    fn find(&self, needle: &str, from: usize, limit: usize) -> Option<usize> {
+        let end = limit.min(self.text.len());
+        let hay = self.text.get(from..end)?;
+        hay.find(needle).map(|i| from + i)
+    }
+
+    /// The position of a byte offset.
+    fn mark(&self, offset: usize) -> Mark {
+        let line = self.lines.partition_point(|&start| start <= offset);
+        let start = self.lines[line.saturating_sub(1)];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
+        Mark {
+            line,
+            column: column + 1,
+        }
     }
 }
 
@@ -777,6 +881,47 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("needs the property command"), "{all}");
+    }
+
+    #[test]
+    fn every_missing_property_is_named() {
+        let (pb, diags) = check(&format!(
+            "{HEAD}tasks:\n  - slack:\n      color: good\n  - data:\n      value: 1\n"
+        ));
+        assert!(pb.is_none());
+        let all = diags.join("\n");
+        for name in ["token", "channel", "text"] {
+            assert!(
+                all.contains(&format!(
+                    "t.yaml:8:7: error: tasks slack task needs the property {name}"
+                )),
+                "{all}"
+            );
+        }
+        assert!(
+            all.contains("t.yaml:10:7: error: tasks data task needs the property action"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn template_problems_point_inside_the_string() {
+        let (_, diags) = check(&format!(
+            "{HEAD}tasks:\n  - shell:\n      command: \"été {{{{{{ nodez.n }}}}}} {{{{ nodez.n }}}}\"\n  - shell: {{command: 'x {{{{ uuids }}}}'}}\n"
+        ));
+        let all = diags.join("\n");
+        assert!(
+            all.contains("t.yaml:8:21: error: Unknown template expression `nodez.n`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("t.yaml:8:37: error: Unknown template expression `nodez.n`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("t.yaml:9:25: error: Unknown template expression `uuids`: uuids is unknown (did you mean `uuid`?)"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The typed playbook (stage **spec**): what [`load`] produces from the positioned YAML tree
 //! after checking every rule of the DSL. Sections that Choria templates at run time
-//! (`data_stores`, `nodes`, `uses`, task properties) are kept as JSON values and only turned
-//! into typed configuration by the runner after expansion.
+//! (`data_stores`, `nodes`, `uses`, task properties) are kept as untemplated JSON values; the
+//! properties of stores, node sets and tasks have already been checked here with their kind's
+//! typed struct ([`crate::schema`]), and the runner deserialises them with the same struct
+//! after expansion.
 
 mod check;
 mod inputs;

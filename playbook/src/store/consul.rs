@@ -17,9 +17,10 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{DataStore, Lock, StoreError, StoreKind, check_path_key, seconds_prop};
+use super::{DataStore, Lock, StoreError, StoreKind, check_path_key};
+use crate::schema::stores::ConsulProps;
 
 /// The default agent address.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
@@ -431,11 +432,10 @@ pub(crate) struct ConsulStore {
 }
 
 impl ConsulStore {
-    pub(crate) fn open(props: &Map<String, Value>) -> Result<Self, StoreError> {
+    pub(crate) fn open(props: &ConsulProps, ttl: Option<f64>) -> Result<Self, StoreError> {
         let client = ConsulClient::from_env().map_err(store_err)?;
-        let ttl = super::etcd::lock_ttl(props)?;
-        let lock_delay =
-            crate::seconds(seconds_prop(props, "lock_delay")?.unwrap_or(15.0).min(60.0));
+        let ttl = super::etcd::lock_ttl(ttl);
+        let lock_delay = crate::seconds(props.lock_delay.map_or(15.0, |s| s.0).min(60.0));
         Ok(Self {
             client,
             ttl,

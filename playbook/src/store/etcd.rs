@@ -13,9 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{DataStore, Lock, StoreError, StoreKind, check_path_key, seconds_prop, str_prop};
+use super::{DataStore, Lock, StoreError, StoreKind, check_path_key};
+use crate::schema::stores::EtcdProps;
+use crate::schema::values::text;
 
 /// Default client URL.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:2379";
@@ -64,8 +66,8 @@ fn b64(s: &str) -> String {
 }
 
 impl EtcdStore {
-    pub(crate) async fn open(props: &Map<String, Value>) -> Result<Self, StoreError> {
-        let base = str_prop(props, "url")
+    pub(crate) async fn open(props: &EtcdProps, ttl: Option<f64>) -> Result<Self, StoreError> {
+        let base = text(&props.url)
             .unwrap_or_else(|| DEFAULT_URL.to_string())
             .trim_end_matches('/')
             .to_string();
@@ -74,7 +76,7 @@ impl EtcdStore {
                 "etcd url should be http:// or https://, got {base}"
             )));
         }
-        let ttl = lock_ttl(props)?;
+        let ttl = lock_ttl(ttl);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
@@ -85,8 +87,8 @@ impl EtcdStore {
             http,
             token: None,
         };
-        if let Some(user) = str_prop(props, "user") {
-            let password = str_prop(props, "password").unwrap_or_default();
+        if let Some(user) = text(&props.user) {
+            let password = text(&props.password).unwrap_or_default();
             let reply = api
                 .post(
                     "/v3/auth/authenticate",
@@ -103,9 +105,8 @@ impl EtcdStore {
 }
 
 /// The lock TTL: `ttl` seconds, negatives made positive, minimum 10, default 10.
-pub(crate) fn lock_ttl(props: &Map<String, Value>) -> Result<u64, StoreError> {
-    let ttl = seconds_prop(props, "ttl")?.unwrap_or(10.0);
-    Ok((ttl.ceil() as u64).max(10))
+pub(crate) fn lock_ttl(ttl: Option<f64>) -> u64 {
+    (ttl.unwrap_or(10.0).abs().ceil() as u64).max(10)
 }
 
 #[async_trait]

@@ -7,13 +7,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use super::{DataStore, StoreError, StoreKind, str_prop};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Yaml,
-}
+use super::{DataStore, StoreError, StoreKind};
+use crate::schema::stores::{FileFormat as Format, FileProps};
+use crate::schema::values::flag;
 
 pub(crate) struct FileStore {
     path: PathBuf,
@@ -32,20 +28,10 @@ pub(crate) fn expand_home(path: &str) -> PathBuf {
 }
 
 impl FileStore {
-    pub(crate) async fn open(props: &Map<String, Value>) -> Result<Self, StoreError> {
-        let file = str_prop(props, "file")
-            .ok_or_else(|| StoreError::Config("A file store needs a file".to_string()))?;
-        let format = match str_prop(props, "format").as_deref() {
-            Some("json") => Format::Json,
-            Some("yaml") => Format::Yaml,
-            _ => {
-                return Err(StoreError::Config(
-                    "File format has to be one of 'json' or 'yaml'".to_string(),
-                ));
-            }
-        };
-        let create = matches!(props.get("create"), Some(Value::Bool(true)));
-        let path = expand_home(&file);
+    pub(crate) async fn open(props: &FileProps) -> Result<Self, StoreError> {
+        let format = props.format;
+        let create = flag(props.create, false);
+        let path = expand_home(props.file.as_str());
         if tokio::fs::metadata(&path).await.is_err() {
             if create {
                 tokio::fs::write(&path, b"").await.map_err(|e| {
@@ -143,12 +129,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn props(file: &Path, format: &str, create: bool) -> Map<String, Value> {
+    fn props(file: &Path, format: &str, create: bool) -> FileProps {
         let v = json!({"file": file.to_string_lossy(), "format": format, "create": create});
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+        crate::schema::parse(&v).expect("valid properties")
     }
 
     #[tokio::test]
@@ -181,6 +164,7 @@ mod tests {
             .expect("open");
         let err = store.read("x").await.expect_err("not a hash");
         assert!(err.to_string().contains("must contain a Hash"), "{err}");
-        assert!(FileStore::open(&props(&path, "toml", false)).await.is_err());
+        let toml = json!({"file": path.to_string_lossy(), "format": "toml"});
+        assert!(crate::schema::parse::<FileProps>(&toml).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Data stores (`data_stores:`), opened in the **execute** stage after their section has been
-//! templated.
+//! templated and checked with the kind's properties struct ([`crate::schema::stores`]).
 //!
 //! Every store kind implements the one async [`DataStore`] trait. Stores that support locking
 //! return a [`Lock`] handle from [`DataStore::lock`]; releasing the handle releases the lock.
@@ -17,11 +17,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use environment::EnvOverlay;
 
-use crate::schema::{Prop, Shape, opt, req};
+use crate::schema::stores::{StoreConfig, StoreProps};
+use crate::schema::values::text;
 
 /// Every data store type the DSL knows. The match over this enum is exhaustive everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,48 +80,6 @@ impl StoreKind {
             | Self::Etcd => true,
         }
     }
-
-    /// Properties specific to the kind (the common ones are in [`COMMON_PROPS`]).
-    pub(crate) fn props(self) -> &'static [Prop] {
-        match self {
-            Self::Memory => {
-                const P: &[Prop] = &[];
-                P
-            }
-            Self::Environment => {
-                const P: &[Prop] = &[opt("prefix", Shape::Str)];
-                P
-            }
-            Self::File => {
-                const P: &[Prop] = &[
-                    req("file", Shape::Str),
-                    req("format", Shape::Str),
-                    opt("create", Shape::Bool),
-                ];
-                P
-            }
-            Self::Shell => {
-                const P: &[Prop] = &[
-                    req("command", Shape::Str),
-                    opt("cwd", Shape::Str),
-                    opt("environment", Shape::Map),
-                ];
-                P
-            }
-            Self::Consul => {
-                const P: &[Prop] = &[opt("lock_delay", Shape::Number)];
-                P
-            }
-            Self::Etcd => {
-                const P: &[Prop] = &[
-                    opt("url", Shape::Str),
-                    opt("user", Shape::Str),
-                    opt("password", Shape::Str),
-                ];
-                P
-            }
-        }
-    }
 }
 
 impl fmt::Display for StoreKind {
@@ -128,13 +87,6 @@ impl fmt::Display for StoreKind {
         f.write_str(self.name())
     }
 }
-
-/// Properties every store accepts.
-pub(crate) const COMMON_PROPS: &[Prop] = &[
-    req("type", Shape::Str),
-    opt("timeout", Shape::Number),
-    opt("ttl", Shape::Number),
-];
 
 /// Data store failures.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -235,51 +187,27 @@ pub(crate) fn check_path_key(kind: StoreKind, key: &str) -> Result<(), StoreErro
     }
 }
 
-/// Opens a store from its templated properties.
+/// Opens a store from its templated and checked properties.
 pub(crate) async fn open(
     name: &str,
-    kind: StoreKind,
-    props: &Map<String, Value>,
+    props: &StoreProps,
     env: &EnvOverlay,
 ) -> Result<Box<dyn DataStore>, StoreError> {
-    match kind {
-        StoreKind::Memory => Ok(Box::new(memory::MemoryStore::new(name))),
-        StoreKind::Environment => Ok(Box::new(environment::EnvironmentStore::new(
-            str_prop(props, "prefix").unwrap_or_default(),
+    let ttl = props.common.ttl.map(|s| s.0);
+    match &props.config {
+        StoreConfig::Memory(_) => Ok(Box::new(memory::MemoryStore::new(name))),
+        StoreConfig::Environment(p) => Ok(Box::new(environment::EnvironmentStore::new(
+            text(&p.prefix).unwrap_or_default(),
             env.clone(),
         ))),
-        StoreKind::File => Ok(Box::new(file::FileStore::open(props).await?)),
-        StoreKind::Shell => Ok(Box::new(shell::ShellStore::open(props, env.clone())?)),
-        StoreKind::Etcd => Ok(Box::new(etcd::EtcdStore::open(props).await?)),
-        StoreKind::Consul => Ok(Box::new(consul::ConsulStore::open(props)?)),
-    }
-}
-
-/// Reads an optional string-ish property.
-pub(crate) fn str_prop(props: &Map<String, Value>, key: &str) -> Option<String> {
-    match props.get(key)? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(crate::template::stringify(other)),
-    }
-}
-
-/// Reads an optional number of seconds.
-pub(crate) fn seconds_prop(
-    props: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<f64>, StoreError> {
-    match props.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64().map(f64::abs)),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map(|f| Some(f.abs()))
-            .map_err(|_| StoreError::Config(format!("{key} should be a number, got {s}"))),
-        Some(other) => Err(StoreError::Config(format!(
-            "{key} should be a number, got {other}"
-        ))),
+        StoreConfig::File(p) => Ok(Box::new(file::FileStore::open(p).await?)),
+        StoreConfig::Shell(p) => Ok(Box::new(shell::ShellStore::open(
+            p,
+            props.common.timeout.map(|s| s.0),
+            env.clone(),
+        )?)),
+        StoreConfig::Etcd(p) => Ok(Box::new(etcd::EtcdStore::open(p, ttl).await?)),
+        StoreConfig::Consul(p) => Ok(Box::new(consul::ConsulStore::open(p, ttl)?)),
     }
 }
 

@@ -6,11 +6,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{
-    DataStore, EnvOverlay, StoreError, StoreKind, check_simple_key, seconds_prop, str_prop,
-};
+use super::{DataStore, EnvOverlay, StoreError, StoreKind, check_simple_key};
+use crate::schema::stores::ShellProps;
+use crate::schema::values::{pairs, text};
 use crate::template::stringify;
 
 pub(crate) struct ShellStore {
@@ -22,10 +22,12 @@ pub(crate) struct ShellStore {
 }
 
 impl ShellStore {
-    pub(crate) fn open(props: &Map<String, Value>, env: EnvOverlay) -> Result<Self, StoreError> {
-        let command = str_prop(props, "command")
-            .map(PathBuf::from)
-            .ok_or_else(|| StoreError::Config("A command is needed".to_string()))?;
+    pub(crate) fn open(
+        props: &ShellProps,
+        timeout: Option<f64>,
+        env: EnvOverlay,
+    ) -> Result<Self, StoreError> {
+        let command = PathBuf::from(props.command.as_str());
         // The store runs in its own cwd, so make a relative command absolute now.
         let command = std::path::absolute(&command).unwrap_or(command);
         if !is_executable(&command) {
@@ -34,8 +36,8 @@ impl ShellStore {
                 command.display()
             )));
         }
-        let timeout = seconds_prop(props, "timeout")?.unwrap_or(10.0);
-        let cwd = str_prop(props, "cwd")
+        let timeout = timeout.unwrap_or(10.0);
+        let cwd = text(&props.cwd)
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
         if !cwd.is_dir() {
@@ -44,10 +46,7 @@ impl ShellStore {
                 cwd.display()
             )));
         }
-        let environment = match props.get("environment") {
-            Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), stringify(v))).collect(),
-            _ => Vec::new(),
-        };
+        let environment = pairs(&props.environment);
         Ok(Self {
             command,
             timeout: crate::seconds(timeout),
@@ -150,9 +149,9 @@ mod tests {
         .expect("script");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
-        let props = json!({"command": script.to_string_lossy()});
-        let Value::Object(props) = props else { return };
-        let store = ShellStore::open(&props, EnvOverlay::default()).expect("open");
+        let props = crate::schema::parse(&json!({"command": script.to_string_lossy()}))
+            .expect("valid properties");
+        let store = ShellStore::open(&props, None, EnvOverlay::default()).expect("open");
         store.write("k", &json!("hello")).await.expect("write");
         assert_eq!(store.read("k").await.expect("read"), json!("hello"));
         let err = store.read("force_fail").await.expect_err("fails");

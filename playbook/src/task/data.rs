@@ -1,16 +1,11 @@
 //! The `data` task: `write` or `delete` a `store/key`.
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Task, TaskContext, TaskError, TaskOutcome, required_str};
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+use crate::schema::tasks::{DataAction as Action, DataProps};
 use crate::store::split_path;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Write,
-    Delete,
-}
 
 pub(crate) struct DataTask {
     action: Action,
@@ -19,19 +14,11 @@ pub(crate) struct DataTask {
 }
 
 impl DataTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let action = match required_str(props, "action", "An action is required")?.as_str() {
-            "write" => Action::Write,
-            "delete" => Action::Delete,
-            _ => {
-                return Err(TaskError(
-                    "Action should be one of delete or write".to_string(),
-                ));
-            }
-        };
-        let key = required_str(props, "key", "A key is required")?;
+    pub(crate) fn new(props: &DataProps) -> Result<Self, TaskError> {
+        let action = props.action;
+        let key = non_empty(&props.key, "A key is required")?;
         split_path(&key).map_err(|e| TaskError(e.to_string()))?;
-        let value = props.get("value").cloned().unwrap_or(Value::Null);
+        let value = props.value.clone().unwrap_or(Value::Null);
         if action == Action::Write && value.is_null() {
             return Err(TaskError(
                 "A value is required for the write action".to_string(),

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::webhook::{Method, WebhookTask, parse_uri};
-use super::{Task, TaskContext, TaskError, TaskOutcome, required_str, string_map};
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+use crate::schema::tasks::GraphiteProps;
+use crate::schema::values::pairs;
 
 pub(crate) struct GraphiteTask {
     graphite: String,
@@ -15,20 +17,18 @@ pub(crate) struct GraphiteTask {
 }
 
 impl GraphiteTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let graphite = required_str(props, "graphite", "A graphite url is required")?;
+    pub(crate) fn new(props: &GraphiteProps) -> Result<Self, TaskError> {
+        let graphite = non_empty(&props.graphite, "A graphite url is required")?;
         parse_uri(&graphite)?;
-        let tags = match props.get("tags") {
-            None | Some(Value::Null) => vec!["choria".to_string()],
-            Some(Value::Array(items)) => items.iter().map(crate::template::stringify).collect(),
-            Some(other) => vec![crate::template::stringify(other)],
-        };
         Ok(Self {
             graphite,
-            what: required_str(props, "what", "A what is required")?,
-            data: required_str(props, "data", "A data is required")?,
-            tags,
-            headers: string_map(props, "headers")?,
+            what: non_empty(&props.what, "A what is required")?,
+            data: non_empty(&props.data, "A data is required")?,
+            tags: props
+                .tags
+                .clone()
+                .map_or_else(|| vec!["choria".to_string()], |t| t.0),
+            headers: pairs(&props.headers),
         })
     }
 }

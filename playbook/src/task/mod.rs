@@ -1,7 +1,8 @@
 //! Task types (`tasks:` and hook lists), run in the **execute** stage.
 //!
-//! A task's properties are templated on every attempt, then [`build`] turns them into a
-//! [`Task`]: property errors there abort the run (as in Choria), while failures inside
+//! A task's properties are templated on every attempt and checked with the type's properties
+//! struct ([`crate::schema::tasks`]), then [`build`] turns them into a [`Task`]: property errors
+//! there abort the run (as in Choria), while failures inside
 //! [`Task::run`] only fail the task. `mcollective` (alias `rpc`) sends Choria RPC requests; the
 //! historical `mcollective_assert` and `bolt` parse and validate but fail at run time.
 
@@ -18,14 +19,14 @@ mod webhook;
 use std::fmt;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub(crate) use http::HttpClients;
 
 use crate::log::RunLog;
-use crate::schema::{Prop, Shape, opt, req};
-use crate::store::Stores;
-use crate::store::{EnvOverlay, str_prop};
+use crate::schema::tasks::TaskProps;
+use crate::schema::values::{Names, Text};
+use crate::store::{EnvOverlay, Stores};
 
 /// Every task type the DSL knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,96 +109,6 @@ impl TaskKind {
             | Self::Data => false,
         }
     }
-
-    pub(crate) fn props(self) -> &'static [Prop] {
-        match self {
-            Self::Mcollective => {
-                const P: &[Prop] = &[
-                    req("nodes", Shape::Any),
-                    req("action", Shape::Str),
-                    opt("properties", Shape::Map),
-                    opt("batch_size", Shape::Int),
-                    opt("batch_sleep_time", Shape::Number),
-                    opt("silent", Shape::Bool),
-                    opt("post", Shape::StrList),
-                    opt("assert", Shape::Str),
-                ];
-                P
-            }
-            Self::McollectiveAssert => {
-                const P: &[Prop] = &[
-                    req("nodes", Shape::Any),
-                    req("action", Shape::Str),
-                    opt("properties", Shape::Map),
-                    req("expression", Shape::List),
-                ];
-                P
-            }
-            Self::Bolt => {
-                const P: &[Prop] = &[
-                    opt("task", Shape::Str),
-                    opt("plan", Shape::Str),
-                    opt("command", Shape::Str),
-                    opt("user", Shape::Str),
-                    opt("password", Shape::Str),
-                    opt("modules", Shape::Str),
-                    opt("tty", Shape::Bool),
-                    opt("parameters", Shape::Map),
-                    opt("nodes", Shape::Any),
-                    opt("transport", Shape::Str),
-                ];
-                P
-            }
-            Self::Shell => {
-                const P: &[Prop] = &[
-                    req("command", Shape::Str),
-                    opt("cwd", Shape::Str),
-                    opt("environment", Shape::Map),
-                    opt("timeout", Shape::Number),
-                    opt("nodes", Shape::Any),
-                ];
-                P
-            }
-            Self::Webhook => {
-                const P: &[Prop] = &[
-                    req("uri", Shape::Str),
-                    opt("method", Shape::Str),
-                    opt("headers", Shape::Map),
-                    opt("data", Shape::Map),
-                    opt("verify_ssl", Shape::Bool),
-                ];
-                P
-            }
-            Self::Slack => {
-                const P: &[Prop] = &[
-                    req("token", Shape::Str),
-                    req("channel", Shape::Str),
-                    req("text", Shape::Str),
-                    opt("color", Shape::Str),
-                    opt("username", Shape::Str),
-                ];
-                P
-            }
-            Self::GraphiteEvent => {
-                const P: &[Prop] = &[
-                    req("graphite", Shape::Str),
-                    req("what", Shape::Str),
-                    req("data", Shape::Str),
-                    opt("tags", Shape::StrList),
-                    opt("headers", Shape::Map),
-                ];
-                P
-            }
-            Self::Data => {
-                const P: &[Prop] = &[
-                    req("action", Shape::Str),
-                    req("key", Shape::Str),
-                    opt("value", Shape::Any),
-                ];
-                P
-            }
-        }
-    }
 }
 
 impl fmt::Display for TaskKind {
@@ -205,16 +116,6 @@ impl fmt::Display for TaskKind {
         f.write_str(self.name())
     }
 }
-
-/// Properties every task accepts (the runner's bookkeeping; never templated except
-/// `description`).
-pub(crate) const COMMON_PROPS: &[Prop] = &[
-    opt("description", Shape::Str),
-    opt("tries", Shape::Int),
-    opt("try_sleep", Shape::Number),
-    opt("pre_sleep", Shape::Number),
-    opt("fail_ok", Shape::Bool),
-];
 
 /// A task property error found after templating; it aborts the run.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -276,64 +177,36 @@ pub trait Task: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Builds a task from its templated properties.
-pub(crate) fn build(
-    kind: TaskKind,
-    props: &Map<String, Value>,
-) -> Result<Box<dyn Task>, TaskError> {
-    match kind {
-        TaskKind::Shell => Ok(Box::new(shell::ShellTask::new(props)?)),
-        TaskKind::Webhook => Ok(Box::new(webhook::WebhookTask::new(props)?)),
-        TaskKind::Slack => Ok(Box::new(slack::SlackTask::new(props)?)),
-        TaskKind::GraphiteEvent => Ok(Box::new(graphite::GraphiteTask::new(props)?)),
-        TaskKind::Data => Ok(Box::new(data::DataTask::new(props)?)),
-        TaskKind::Mcollective => Ok(Box::new(rpc::RpcTask::new(props)?)),
-        TaskKind::McollectiveAssert | TaskKind::Bolt => {
-            Ok(Box::new(unavailable::UnavailableTask::new(kind, props)?))
-        }
+/// Builds a task from its templated and checked properties.
+pub(crate) fn build(props: &TaskProps) -> Result<Box<dyn Task>, TaskError> {
+    match props {
+        TaskProps::Shell(p) => Ok(Box::new(shell::ShellTask::new(p)?)),
+        TaskProps::Webhook(p) => Ok(Box::new(webhook::WebhookTask::new(p)?)),
+        TaskProps::Slack(p) => Ok(Box::new(slack::SlackTask::new(p)?)),
+        TaskProps::GraphiteEvent(p) => Ok(Box::new(graphite::GraphiteTask::new(p)?)),
+        TaskProps::Data(p) => Ok(Box::new(data::DataTask::new(p)?)),
+        TaskProps::Mcollective(p) => Ok(Box::new(rpc::RpcTask::new(p)?)),
+        TaskProps::McollectiveAssert(p) => Ok(Box::new(unavailable::UnavailableTask::assert(p)?)),
+        TaskProps::Bolt(p) => Ok(Box::new(unavailable::UnavailableTask::bolt(p))),
     }
 }
 
-/// A required, non-empty string property.
-pub(crate) fn required_str(
-    props: &Map<String, Value>,
-    key: &str,
-    message: &str,
-) -> Result<String, TaskError> {
-    match str_prop(props, key) {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(TaskError(message.to_string())),
+/// A required property that must not be empty.
+pub(crate) fn non_empty(value: &Text, message: &str) -> Result<String, TaskError> {
+    if value.as_str().is_empty() {
+        Err(TaskError(message.to_string()))
+    } else {
+        Ok(value.as_str().to_string())
     }
 }
 
-/// A string map property (headers, environment).
-pub(crate) fn string_map(
-    props: &Map<String, Value>,
-    key: &str,
-) -> Result<Vec<(String, String)>, TaskError> {
-    match props.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Object(m)) => Ok(m
-            .iter()
-            .map(|(k, v)| (k.clone(), crate::template::stringify(v)))
-            .collect()),
-        Some(other) => Err(TaskError(format!("{key} should be a hash, got {other}"))),
-    }
-}
-
-/// A list of node names (`nodes:`), if given.
-pub(crate) fn node_list(props: &Map<String, Value>) -> Result<Option<Vec<String>>, TaskError> {
-    match props.get("nodes") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => {
-            Ok(Some(items.iter().map(crate::template::stringify).collect()))
-        }
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(|n| n.trim().to_string())
-                .filter(|n| !n.is_empty())
-                .collect(),
-        )),
-        Some(other) => Err(TaskError(format!("nodes should be a list, got {other}"))),
+/// A required, non-empty node list.
+pub(crate) fn nodes(value: &Names) -> Result<Vec<String>, TaskError> {
+    if value.0.is_empty() {
+        Err(TaskError(
+            "Nodes need to be supplied, refusing to run against empty node list".to_string(),
+        ))
+    } else {
+        Ok(value.0.clone())
     }
 }

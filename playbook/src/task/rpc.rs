@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::jgrep;
-use super::{Task, TaskContext, TaskError, TaskOutcome, node_list, required_str};
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+use crate::schema::tasks::{PostStep, RpcProps};
+use crate::schema::values::{Int, flag};
 
 pub(crate) struct RpcTask {
     agent: String,
@@ -37,14 +39,9 @@ struct Reply {
 }
 
 impl RpcTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let nodes = node_list(props)?.unwrap_or_default();
-        if nodes.is_empty() {
-            return Err(TaskError(
-                "Nodes need to be supplied, refusing to run against empty node list".to_string(),
-            ));
-        }
-        let action = required_str(props, "action", "An action is required")?;
+    pub(crate) fn new(props: &RpcProps) -> Result<Self, TaskError> {
+        let nodes = super::nodes(&props.nodes)?;
+        let action = non_empty(&props.action, "An action is required")?;
         let Some((agent, action)) = action
             .split_once('.')
             .filter(|(a, b)| !a.is_empty() && !b.is_empty())
@@ -53,54 +50,32 @@ impl RpcTask {
                 "Action {action} should be in the form agent.action"
             )));
         };
-        let properties = match props.get("properties") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| (k.strip_prefix(':').unwrap_or(k).to_string(), v.clone()))
-                .collect(),
-            Some(other) => {
-                return Err(TaskError(format!(
-                    "properties should be a hash, got {other}"
-                )));
-            }
+        let properties = props
+            .properties
+            .as_ref()
+            .map(|h| {
+                h.0.iter()
+                    .map(|(k, v)| (k.strip_prefix(':').unwrap_or(k).to_string(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let batch_size = match props.batch_size {
+            None | Some(Int(0)) => None,
+            Some(Int(n)) => Some(usize::try_from(n).map_err(|_| {
+                TaskError(format!("batch_size should be a positive integer, got {n}"))
+            })?),
         };
-        let batch_size = match props.get("batch_size") {
-            None | Some(Value::Null) => None,
-            Some(v) => match crate::template::stringify(v).trim().parse::<usize>() {
-                Ok(0) => None,
-                Ok(n) => Some(n),
-                Err(_) => {
-                    return Err(TaskError(format!(
-                        "batch_size should be a positive integer, got {v}"
-                    )));
-                }
-            },
-        };
-        let batch_sleep = match crate::store::seconds_prop(props, "batch_sleep_time") {
-            Ok(s) => crate::seconds(s.unwrap_or(0.0)),
-            Err(e) => return Err(TaskError(e.to_string())),
-        };
-        let silent = matches!(props.get("silent"), Some(Value::Bool(true)));
-        let summarize = match props.get("post") {
-            None | Some(Value::Null) => false,
-            Some(Value::Array(items)) => {
-                for item in items {
-                    if item.as_str() != Some("summarize") {
-                        return Err(TaskError(format!(
-                            "Unknown post processing {}, only summarize is supported",
-                            crate::template::stringify(item)
-                        )));
-                    }
-                }
-                !items.is_empty()
-            }
-            Some(other) => return Err(TaskError(format!("post should be a list, got {other}"))),
-        };
-        let assert = match crate::store::str_prop(props, "assert") {
-            Some(text) if !text.trim().is_empty() => {
-                let expr = jgrep::parse(&text).map_err(|e| TaskError(e.to_string()))?;
-                Some((text, expr))
+        let batch_sleep = crate::seconds(props.batch_sleep_time.map_or(0.0, |s| s.0));
+        let silent = flag(props.silent, false);
+        let summarize = props.post.as_ref().is_some_and(|p| {
+            p.0.iter().any(|step| match step {
+                PostStep::Summarize => true,
+            })
+        });
+        let assert = match &props.assert {
+            Some(text) if !text.as_str().trim().is_empty() => {
+                let expr = jgrep::parse(text.as_str()).map_err(|e| TaskError(e.to_string()))?;
+                Some((text.as_str().to_string(), expr))
             }
             _ => None,
         };

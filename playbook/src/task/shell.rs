@@ -5,11 +5,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{Task, TaskContext, TaskError, TaskOutcome, node_list, required_str, string_map};
-use crate::store::str_prop;
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+use crate::schema::tasks::ShellProps;
+use crate::schema::values::{pairs, text};
 
 pub(crate) struct ShellTask {
     command: String,
@@ -19,31 +20,16 @@ pub(crate) struct ShellTask {
 }
 
 impl ShellTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let mut command = required_str(props, "command", "A command was not given")?;
-        if let Some(nodes) = node_list(props)? {
-            command.push_str(&format!(" --nodes {}", nodes.join(",")));
+    pub(crate) fn new(props: &ShellProps) -> Result<Self, TaskError> {
+        let mut command = non_empty(&props.command, "A command was not given")?;
+        if let Some(nodes) = &props.nodes {
+            command.push_str(&format!(" --nodes {}", nodes.0.join(",")));
         }
-        let timeout = match props.get("timeout") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64().map(|f| crate::seconds(f.abs())),
-            Some(Value::String(s)) => Some(crate::seconds(
-                s.trim()
-                    .parse::<f64>()
-                    .map_err(|_| TaskError(format!("timeout should be a number, got {s}")))?
-                    .abs(),
-            )),
-            Some(other) => {
-                return Err(TaskError(format!(
-                    "timeout should be a number, got {other}"
-                )));
-            }
-        };
         Ok(Self {
             command,
-            cwd: str_prop(props, "cwd"),
-            environment: string_map(props, "environment")?,
-            timeout,
+            cwd: text(&props.cwd),
+            environment: pairs(&props.environment),
+            timeout: props.timeout.map(|s| crate::seconds(s.0)),
         })
     }
 }

@@ -3,11 +3,12 @@
 //! `PLAYBOOK_SLACK_API` environment variable (tests point it at a local server).
 
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::http::USER_AGENT;
-use super::{Task, TaskContext, TaskError, TaskOutcome, required_str};
-use crate::store::str_prop;
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+use crate::schema::tasks::SlackProps;
+use crate::schema::values::text;
 
 /// Default Slack Web API base URL.
 const SLACK_API: &str = "https://slack.com/api";
@@ -21,13 +22,13 @@ pub(crate) struct SlackTask {
 }
 
 impl SlackTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
+    pub(crate) fn new(props: &SlackProps) -> Result<Self, TaskError> {
         Ok(Self {
-            channel: required_str(props, "channel", "A channel is required")?,
-            text: required_str(props, "text", "Message text is required")?,
-            token: required_str(props, "token", "A bot token is required")?,
-            color: str_prop(props, "color").unwrap_or_else(|| "#ffa449".to_string()),
-            username: str_prop(props, "username").unwrap_or_else(|| "Choria".to_string()),
+            channel: non_empty(&props.channel, "A channel is required")?,
+            text: non_empty(&props.text, "Message text is required")?,
+            token: non_empty(&props.token, "A bot token is required")?,
+            color: text(&props.color).unwrap_or_else(|| "#ffa449".to_string()),
+            username: text(&props.username).unwrap_or_else(|| "Choria".to_string()),
         })
     }
 }

@@ -1,10 +1,9 @@
 //! Task types that parse and validate but cannot run in this build (`mcollective_assert` and
 //! `bolt` are historical).
 
+use super::{Task, TaskContext, TaskError, TaskKind, TaskOutcome, non_empty};
+use crate::schema::tasks::{AssertProps, BoltProps};
 use async_trait::async_trait;
-use serde_json::{Map, Value};
-
-use super::{Task, TaskContext, TaskError, TaskKind, TaskOutcome, node_list, required_str};
 
 pub(crate) struct UnavailableTask {
     kind: TaskKind,
@@ -13,36 +12,29 @@ pub(crate) struct UnavailableTask {
 }
 
 impl UnavailableTask {
-    pub(crate) fn new(kind: TaskKind, props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let (action, nodes) = match kind {
-            TaskKind::Mcollective | TaskKind::McollectiveAssert => {
-                let nodes = node_list(props)?.unwrap_or_default();
-                if nodes.is_empty() {
-                    return Err(TaskError(
-                        "Nodes need to be supplied, refusing to run against empty node list"
-                            .to_string(),
-                    ));
-                }
-                let action = required_str(props, "action", "An action is required")?;
-                if !action.contains('.') {
-                    return Err(TaskError(format!(
-                        "Action {action} should be in the form agent.action"
-                    )));
-                }
-                (action, nodes.len())
-            }
-            TaskKind::Bolt => (String::new(), node_list(props)?.unwrap_or_default().len()),
-            TaskKind::Shell
-            | TaskKind::Webhook
-            | TaskKind::Slack
-            | TaskKind::GraphiteEvent
-            | TaskKind::Data => (String::new(), 0),
-        };
+    /// The historical `mcollective_assert` task.
+    pub(crate) fn assert(props: &AssertProps) -> Result<Self, TaskError> {
+        let nodes = super::nodes(&props.nodes)?;
+        let action = non_empty(&props.action, "An action is required")?;
+        if !action.contains('.') {
+            return Err(TaskError(format!(
+                "Action {action} should be in the form agent.action"
+            )));
+        }
         Ok(Self {
-            kind,
+            kind: TaskKind::McollectiveAssert,
             action,
-            nodes,
+            nodes: nodes.len(),
         })
+    }
+
+    /// The historical `bolt` task.
+    pub(crate) fn bolt(props: &BoltProps) -> Self {
+        Self {
+            kind: TaskKind::Bolt,
+            action: String::new(),
+            nodes: props.nodes.as_ref().map_or(0, |n| n.0.len()),
+        }
     }
 }
 

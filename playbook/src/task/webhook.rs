@@ -4,14 +4,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::http::USER_AGENT;
-use super::{Task, TaskContext, TaskError, TaskOutcome, required_str, string_map};
-use crate::store::str_prop;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
-    Get,
-    Post,
-}
+use super::{Task, TaskContext, TaskError, TaskOutcome, non_empty};
+pub(crate) use crate::schema::tasks::Method;
+use crate::schema::tasks::WebhookProps;
+use crate::schema::values::{flag, pairs};
 
 pub(crate) struct WebhookTask {
     pub(crate) uri: reqwest::Url,
@@ -33,33 +29,14 @@ pub(crate) fn parse_uri(uri: &str) -> Result<reqwest::Url, TaskError> {
 }
 
 impl WebhookTask {
-    pub(crate) fn new(props: &Map<String, Value>) -> Result<Self, TaskError> {
-        let uri = parse_uri(&required_str(props, "uri", "A uri is required")?)?;
-        let method = match str_prop(props, "method")
-            .unwrap_or_else(|| "POST".into())
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "GET" => Method::Get,
-            "POST" => Method::Post,
-            _ => {
-                return Err(TaskError(
-                    "Only GET and POST is supported as methods".to_string(),
-                ));
-            }
-        };
-        let data = match props.get("data") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(other) => return Err(TaskError(format!("data should be a hash, got {other}"))),
-        };
-        let verify_ssl = !matches!(props.get("verify_ssl"), Some(Value::Bool(false)));
+    pub(crate) fn new(props: &WebhookProps) -> Result<Self, TaskError> {
+        let uri = parse_uri(&non_empty(&props.uri, "A uri is required")?)?;
         Ok(Self {
             uri,
-            method,
-            headers: string_map(props, "headers")?,
-            data,
-            verify_ssl,
+            method: props.method.unwrap_or(Method::Post),
+            headers: pairs(&props.headers),
+            data: props.data.clone().map(|h| h.0).unwrap_or_default(),
+            verify_ssl: flag(props.verify_ssl, true),
         })
     }
 

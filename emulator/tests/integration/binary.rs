@@ -207,6 +207,30 @@ fn an_oversized_fleet_is_refused_before_it_is_laid_out() {
 }
 
 #[test]
+fn a_refused_server_gives_a_summary_every_ten_seconds_and_connect_timeout_gives_up() {
+    // Nothing listens on port 1: every attempt is refused and retried.
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["-i", "3", "-p", "0", "--http-address", "127.0.0.1"])
+        .args(["--server", "127.0.0.1:1", "--connect-timeout", "11"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "not connected in time is a failure");
+    assert!(took >= Duration::from_secs(11) && took < Duration::from_secs(16), "{took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summaries: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("connected 0 of 3 instances to nats://127.0.0.1:1"))
+        .collect();
+    // One line at 10 s, and the final error at 11 s; no warning per attempt.
+    assert_eq!(summaries.len(), 2, "{stderr}");
+    assert!(summaries.iter().all(|l| l.contains("refused")), "{stderr}");
+    assert!(stderr.contains("--connect-timeout 11s passed"), "{stderr}");
+    assert!(!stderr.contains("connect failed, retrying"), "{stderr}");
+}
+
+#[test]
 fn environment_variables_set_flags() {
     let out = Command::new(BIN)
         .env("EMULATOR_INSTANCES", "0")

@@ -205,12 +205,12 @@ fn every_wrong_type_is_reported_at_its_value() {
 }
 
 #[test]
-fn unknown_properties_warn_with_a_suggestion() {
+fn unknown_properties_are_refused_with_a_suggestion() {
     Test::new()
         .playbook("tasks:\n  - webhook:\n      uri: http://127.0.0.1:9/\n      methd: GET\n")
         .args(&["validate", "pb.yaml"])
-        .stdout_has("pb.yaml: ok (1 warning(s))")
-        .stderr_has("pb.yaml:9:7: warning: unknown property methd in tasks webhook task, it will be ignored (did you mean `method`?)")
+        .status(1)
+        .stderr_has("pb.yaml:9:7: error: unknown property methd in tasks webhook task (did you mean `method`?)")
         .run();
 }
 

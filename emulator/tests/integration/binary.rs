@@ -216,8 +216,15 @@ fn a_refused_server_gives_a_summary_every_ten_seconds_and_connect_timeout_gives_
         .output()
         .unwrap();
     let took = started.elapsed();
-    assert_eq!(out.status.code(), Some(1), "not connected in time is a failure");
-    assert!(took >= Duration::from_secs(11) && took < Duration::from_secs(16), "{took:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not connected in time is a failure"
+    );
+    assert!(
+        took >= Duration::from_secs(11) && took < Duration::from_secs(16),
+        "{took:?}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summaries: Vec<&str> = stderr
         .lines()

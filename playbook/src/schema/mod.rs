@@ -6,8 +6,8 @@
 //! (numbers read as text, seconds given as strings, comma-separated lists).
 //!
 //! * **spec**: [`check`] deserialises the literal values of the positioned tree with the kind's
-//!   struct and reports every problem at its `file:line:column`. Unknown keys are warnings (Choria
-//!   ignored them) and are dropped. A problem inside a templated value (`{{ }}`) waits for run
+//!   struct and reports every problem at its `file:line:column`. Unknown keys are errors with a
+//!   suggestion (Choria ignored them, so a misspelt property silently did nothing). A problem inside a templated value (`{{ }}`) waits for run
 //!   time, because the value's real type is only known after expansion.
 //! * **execute**: the expanded map is deserialised with the same struct ([`parse`]); a problem
 //!   then becomes a [`PropsError`] naming the declaration's position.
@@ -319,10 +319,10 @@ pub(crate) fn check(
             continue;
         }
         if !fields.contains(&name.as_str()) {
-            diags.warning(
+            diags.error(
                 key.mark,
                 format!(
-                    "unknown property {name} in {what}, it will be ignored{}",
+                    "unknown property {name} in {what}{}",
                     did_you_mean(&name, fields.iter().chain(elsewhere.iter()).copied())
                 ),
             );

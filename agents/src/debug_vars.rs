@@ -60,6 +60,17 @@ pub struct Counters {
     pub agents: BTreeMap<String, AgentCounters>,
     pub replies: ReplyCounters,
     pub bytes: ByteCounters,
+    /// Injected faults (`--faults`) by kind: `slow`, `fail`, `drop`, `flap`.
+    pub faults: BTreeMap<String, FaultCounters>,
+}
+
+/// One kind of injected fault: how many instances have it, and how many requests (for `flap`:
+/// disconnections) it affected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultCounters {
+    pub instances: u64,
+    pub events: u64,
 }
 
 /// Connection state of the instances.

@@ -13,11 +13,21 @@ fn workspace() -> PathBuf {
 /// and whether it has a library target.
 fn packages() -> BTreeMap<String, (BTreeSet<String>, bool)> {
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(workspace())
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let members: BTreeSet<String> = meta["packages"]
         .as_array()
@@ -60,7 +70,10 @@ fn testkit_depends_on_no_program_and_nothing_on_a_binary_only_crate() {
     for (name, (deps, _)) in &packages {
         for dep in deps {
             let (_, dep_has_lib) = &packages[dep];
-            assert!(*dep_has_lib, "{name} depends on the binary-only crate {dep}");
+            assert!(
+                *dep_has_lib,
+                "{name} depends on the binary-only crate {dep}"
+            );
             assert!(
                 !["node", "bench", "e2e"].contains(&dep.as_str()),
                 "{name} depends on {dep}, which nothing may depend on"

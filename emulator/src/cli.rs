@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser};
 
+use crate::faults::FaultSpec;
+
 /// Emulates a network of Choria daemons, each with its own NATS connection.
 ///
 /// Also: `emulator measure --help` (discovery and RPC rounds with accounting) and
@@ -53,6 +55,15 @@ pub struct Args {
 
     #[command(flatten)]
     pub node: NodeArgs,
+
+    /// Misbehaving instances, e.g. `slow=10%:250ms,fail=5%,drop=3%,flap=2%:30s` (see
+    /// docs/emulator.md); which instances is decided by --seed.
+    #[arg(long, env = "EMULATOR_FAULTS", value_parser = clap::value_parser!(FaultSpec))]
+    pub faults: Option<FaultSpec>,
+
+    /// Seed of the choice of faulty instances: the same seed picks the same identities.
+    #[arg(long, env = "EMULATOR_SEED", default_value_t = 0)]
+    pub seed: u64,
 
     /// Seconds to wait for connections to drain on shutdown before exiting anyway.
     #[arg(long, env = "EMULATOR_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::Args;
 use crate::facts::FactsTemplate;
+use crate::faults::FaultSpec;
 use agents::config::{ChoriaConfig, ConfigFileError};
 use agents::servers::BadServer;
 
@@ -68,6 +69,9 @@ pub struct Config {
     pub max_message: usize,
     pub facts: FactsTemplate,
     pub shutdown_timeout: Duration,
+    /// Misbehaving instances and the seed that picks them.
+    pub faults: FaultSpec,
+    pub seed: u64,
     /// Give up when not every instance is connected within this time.
     pub connect_timeout: Option<Duration>,
     pub config_file: Option<PathBuf>,
@@ -173,6 +177,8 @@ impl Config {
             facts,
             shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
             connect_timeout,
+            faults: args.faults.clone().unwrap_or_default(),
+            seed: args.seed,
             config_file: args.config.clone(),
             loglevel,
             cmdline: std::env::args().collect(),
@@ -212,6 +218,8 @@ impl Config {
                 facts: FactsTemplate::plain(classes, 10),
                 shutdown_timeout: Duration::from_secs(10),
                 connect_timeout: None,
+                faults: FaultSpec::default(),
+                seed: 0,
                 config_file: None,
                 loglevel: "info".to_owned(),
                 cmdline: Vec::new(),
@@ -251,6 +259,13 @@ impl ConfigBuilder {
     /// How long a stop waits for connections to drain.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> ConfigBuilder {
         self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Misbehaving instances (see [`crate::faults`]) chosen by `seed`.
+    pub fn faults(mut self, faults: FaultSpec, seed: u64) -> ConfigBuilder {
+        self.config.faults = faults;
+        self.config.seed = seed;
         self
     }
 

@@ -81,7 +81,7 @@ pub(crate) fn debug_vars(shared: &Shared) -> DebugVars {
             peak_rss: memory.peak_rss,
             vm_size: memory.virtual_size,
         },
-        emulator: shared.stats.snapshot(),
+        emulator: shared.stats.snapshot(shared.fault_counts()),
     }
 }
 
@@ -92,6 +92,8 @@ async fn serve_debug_vars(State(shared): State<Arc<Shared>>) -> impl IntoRespons
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.stats.to_prometheus(ProcessMemory::read().rss),
+        shared
+            .stats
+            .to_prometheus(ProcessMemory::read().rss, shared.fault_counts()),
     )
 }

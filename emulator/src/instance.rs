@@ -19,6 +19,7 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::facts::Subject;
+use crate::faults::{self, Fault};
 use crate::shared::Shared;
 use agents::admit::{self, Admitted, Refusal};
 use agents::clock::unix_now;
@@ -34,6 +35,8 @@ pub(crate) struct Instance {
     identity: String,
     shared: Arc<Shared>,
     stats: DaemonStats,
+    /// How this instance misbehaves (`--faults`), if it does.
+    fault: Option<Fault>,
 }
 
 impl Instance {
@@ -41,6 +44,7 @@ impl Instance {
         Instance {
             index,
             identity: format!("{}-{}", shared.config.name, index),
+            fault: shared.faults.of(index),
             shared,
             stats: DaemonStats::default(),
         }
@@ -154,10 +158,30 @@ impl Instance {
         force: CancellationToken,
     ) {
         let mut messages = futures::stream::select_all(subs);
+        // A flapping instance drops its connection every period; the client reconnects and
+        // resubscribes by itself. Other instances hold no timer.
+        let mut flap = match self.fault {
+            Some(Fault::Flap(period)) => Some((period, Box::pin(tokio::time::sleep(period)))),
+            Some(Fault::Slow(_) | Fault::Fail | Fault::Drop) | None => None,
+        };
         loop {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
+                () = async {
+                    match flap.as_mut() {
+                        Some((_, timer)) => timer.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let (Some(fault), Some((period, timer))) = (self.fault, flap.as_mut()) {
+                        self.shared.fault_counters.record(fault);
+                        timer.as_mut().reset(tokio::time::Instant::now() + *period);
+                    }
+                    if let Err(e) = client.force_reconnect().await {
+                        tracing::debug!(identity = %self.identity, error = %e, "flap reconnect failed");
+                    }
+                }
                 msg = messages.next() => match msg {
                     // Boxed for the same reason as connect: only a message in flight pays for it.
                     Some(msg) => Box::pin(self.handle(&client, msg)).await,
@@ -225,6 +249,11 @@ impl Instance {
             c.requests.inc();
         }
         let Some(body) = agent::handle(agent_id, &request.payload, &*self, now, self.shared.limits)
+        else {
+            return;
+        };
+        let Some(body) =
+            faults::apply(self.fault, agent_id, body, &self.shared.fault_counters).await
         else {
             return;
         };

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod facts;
+pub mod faults;
 mod fleet;
 mod http;
 mod instance;

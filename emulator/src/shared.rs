@@ -23,6 +23,9 @@ pub(crate) struct Shared {
     pub(crate) invalid_log: LogLimiter,
     /// Limits warnings about connection problems during a broker outage.
     pub(crate) connect_log: LogLimiter,
+    /// Which instance misbehaves how, and what the faults did.
+    pub(crate) faults: crate::faults::Assignment,
+    pub(crate) fault_counters: crate::faults::FaultCounters,
     /// The latest error of an initial connection attempt, for the periodic summary line.
     pub(crate) last_connect_error: std::sync::Mutex<Option<String>>,
 }
@@ -44,8 +47,19 @@ impl Shared {
             invalid_log: LogLimiter::new(10),
             connect_log: LogLimiter::new(5),
             last_connect_error: std::sync::Mutex::new(None),
+            faults: crate::faults::Assignment::new(&config.faults, config.instances, config.seed),
+            fault_counters: crate::faults::FaultCounters::default(),
             config,
         })
+    }
+}
+
+impl Shared {
+    /// Per fault kind: instances that have it and events it caused.
+    pub(crate) fn fault_counts(&self) -> [(u64, u64); 4] {
+        let instances = self.faults.counts();
+        let events = self.fault_counters.events();
+        [0, 1, 2, 3].map(|i| (instances[i], events[i]))
     }
 }
 

@@ -130,8 +130,8 @@ impl Stats {
         self.agents.get(index).map(|(_, c)| c)
     }
 
-    /// The counters as the `emulator` object of /debug/vars.
-    pub fn snapshot(&self) -> Counters {
+    /// The counters as the `emulator` object of /debug/vars, with the fleet's fault counts.
+    pub fn snapshot(&self, faults: [(u64, u64); 4]) -> Counters {
         let connected = self.instances_connected.get().max(0);
         let started = self.instances_started.get();
         Counters {
@@ -178,11 +178,21 @@ impl Stats {
                 bytes_in: self.bytes_in.get(),
                 bytes_out: self.bytes_out.get(),
             },
+            faults: crate::faults::KINDS
+                .iter()
+                .zip(faults)
+                .map(|(kind, (instances, events))| {
+                    (
+                        (*kind).to_owned(),
+                        debug_vars::FaultCounters { instances, events },
+                    )
+                })
+                .collect(),
         }
     }
 
     /// The counters in Prometheus text exposition format.
-    pub fn to_prometheus(&self, rss_bytes: u64) -> String {
+    pub fn to_prometheus(&self, rss_bytes: u64, faults: [(u64, u64); 4]) -> String {
         let mut out = String::with_capacity(4096);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(out, "# HELP emulator_{name} {help}");
@@ -313,6 +323,25 @@ impl Stats {
             "counter",
             "Bytes of reply bodies published.",
             &plain(self.bytes_out.get()),
+        );
+        let by_kind = |pick: fn((u64, u64)) -> u64| -> Vec<(String, u64)> {
+            crate::faults::KINDS
+                .iter()
+                .zip(faults)
+                .map(|(k, f)| (format!("{{fault=\"{k}\"}}"), pick(f)))
+                .collect()
+        };
+        metric(
+            "fault_instances",
+            "gauge",
+            "Instances given each injected fault (--faults).",
+            &by_kind(|(instances, _)| instances),
+        );
+        metric(
+            "fault_events_total",
+            "counter",
+            "Requests (flap: disconnections) affected by each injected fault.",
+            &by_kind(|(_, events)| events),
         );
         metric(
             "resident_memory_bytes",

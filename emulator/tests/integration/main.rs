@@ -2,6 +2,7 @@
 
 mod binary;
 mod common;
+mod faults;
 mod filters;
 mod garbage;
 mod hostile;

@@ -35,6 +35,19 @@ pub struct LocalNatsOptions {
     pub port: Option<u16>,
     /// A configuration file to pass with `-c`.
     pub config_file: Option<PathBuf>,
+    /// Make the server a member of a cluster (routes on loopback).
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// Cluster membership of one server.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// The cluster's name (`--cluster_name`).
+    pub name: String,
+    /// Fixed route port instead of a random one (a restarted member keeps its port).
+    pub route_port: Option<u16>,
+    /// Route URLs of members to join, e.g. `nats-route://127.0.0.1:6222`.
+    pub routes: Vec<String>,
 }
 
 /// A running nats-server child, stopped on drop.
@@ -44,6 +57,8 @@ pub struct LocalNatsServer {
     dir: PathBuf,
     client_port: u16,
     monitor_port: u16,
+    /// 0 unless the server is a cluster member.
+    route_port: u16,
 }
 
 /// The binary to run: `$NATS_SERVER_BIN`, else `nats-server` on the PATH.
@@ -91,6 +106,17 @@ impl LocalNatsServer {
         if let Some(cfg) = &options.config_file {
             command.arg("-c").arg(cfg);
         }
+        if let Some(cluster) = &options.cluster {
+            let route_port = cluster
+                .route_port
+                .map_or_else(|| "-1".to_owned(), |p| p.to_string());
+            command
+                .args(["--cluster_name", &cluster.name, "--cluster"])
+                .arg(format!("nats://127.0.0.1:{route_port}"));
+            if !cluster.routes.is_empty() {
+                command.arg("--routes").arg(cluster.routes.join(","));
+            }
+        }
         let child = crate::process::spawn_tied(command).map_err(NatsError::Spawn)?;
         crate::process::register_cleanup(child.id(), Some(dir.clone()));
         let mut server = LocalNatsServer {
@@ -98,22 +124,26 @@ impl LocalNatsServer {
             dir,
             client_port: 0,
             monitor_port: 0,
+            route_port: 0,
         };
-        server.wait_ready(&log, Duration::from_secs(10))?;
+        server.wait_ready(&log, options.cluster.is_some(), Duration::from_secs(10))?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, log: &Path, limit: Duration) -> Result<(), NatsError> {
+    fn wait_ready(&mut self, log: &Path, clustered: bool, limit: Duration) -> Result<(), NatsError> {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let client = port_after(&text, "Listening for client connections on ");
             let monitor = port_after(&text, "Starting http monitor on ");
+            let route = port_after(&text, "Listening for route connections on ");
             if let (Some(c), Some(m)) = (client, monitor)
                 && text.contains("Server is ready")
+                && (!clustered || route.is_some())
             {
                 self.client_port = c;
                 self.monitor_port = m;
+                self.route_port = route.unwrap_or(0);
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()
@@ -151,6 +181,37 @@ impl LocalNatsServer {
     /// `http://127.0.0.1:<monitor port>`.
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.monitor_port)
+    }
+
+    /// The monitoring port.
+    pub fn monitor_port(&self) -> u16 {
+        self.monitor_port
+    }
+
+    /// `nats-route://127.0.0.1:<route port>`, when the server is a cluster member.
+    pub fn route_url(&self) -> Option<String> {
+        (self.route_port != 0).then(|| format!("nats-route://127.0.0.1:{}", self.route_port))
+    }
+
+    /// The route port (0 when not clustered).
+    pub fn route_port(&self) -> u16 {
+        self.route_port
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would; its directory stays until drop.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            crate::process::unregister_cleanup(child.id());
+        }
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Process id of the server.

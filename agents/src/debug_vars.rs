@@ -19,6 +19,35 @@ pub struct DebugVars {
     pub config: FleetConfig,
     pub memstats: MemStats,
     pub emulator: Counters,
+    /// The private nats-servers the emulator started (none with `--server`).
+    pub brokers: Vec<BrokerInfo>,
+    /// With worker processes: each worker's share of the fleet and its own counters.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// One private nats-server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerInfo {
+    pub url: String,
+    pub monitor_url: String,
+    pub pid: u32,
+}
+
+/// One worker process of a supervised fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerInfo {
+    pub pid: u32,
+    /// Global index of its first instance, and how many it runs.
+    pub first_instance: u64,
+    pub instances: u64,
+    /// Where its own `/debug/vars` is served.
+    pub http: String,
+    /// Times it was started again after dying.
+    pub restarts: u32,
+    pub memstats: MemStats,
+    pub emulator: Counters,
 }
 
 /// What the fleet was started with.
@@ -129,6 +158,45 @@ pub struct ByteCounters {
     pub bytes_out: u64,
 }
 
+impl Counters {
+    /// Adds `other` to these counters (a supervisor sums its workers).
+    pub fn add(&mut self, other: &Counters) {
+        let (a, b) = (&mut self.instances, &other.instances);
+        a.configured += b.configured;
+        a.started += b.started;
+        a.connected += b.connected;
+        a.disconnected += b.disconnected;
+        a.connect_failures += b.connect_failures;
+        a.disconnects += b.disconnects;
+        a.reconnects += b.reconnects;
+        a.slow_consumers += b.slow_consumers;
+        let (a, b) = (&mut self.requests, &other.requests);
+        a.received += b.received;
+        a.valid += b.valid;
+        a.invalid += b.invalid;
+        for (reason, n) in &b.invalid_by_reason {
+            *a.invalid_by_reason.entry(reason.clone()).or_default() += n;
+        }
+        a.expired += b.expired;
+        a.filtered += b.filtered;
+        a.passed += b.passed;
+        for (agent, c) in &other.agents {
+            let mine = self.agents.entry(agent.clone()).or_default();
+            mine.requests += c.requests;
+            mine.answered += c.answered;
+        }
+        self.replies.sent += other.replies.sent;
+        self.replies.publish_errors += other.replies.publish_errors;
+        self.bytes.bytes_in += other.bytes.bytes_in;
+        self.bytes.bytes_out += other.bytes.bytes_out;
+        for (kind, f) in &other.faults {
+            let mine = self.faults.entry(kind.clone()).or_default();
+            mine.instances += f.instances;
+            mine.events += f.events;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +215,19 @@ mod tests {
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains("\"tlsVerify\":0"));
         assert_eq!(serde_json::from_str::<DebugVars>(&text).unwrap(), v);
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let mut one = Counters::default();
+        one.instances.connected = 3;
+        one.requests.invalid_by_reason.insert("not_json".into(), 2);
+        one.agents.entry("rpcutil".into()).or_default().answered = 5;
+        let mut sum = Counters::default();
+        sum.add(&one);
+        sum.add(&one);
+        assert_eq!(sum.instances.connected, 6);
+        assert_eq!(sum.requests.invalid_by_reason["not_json"], 4);
+        assert_eq!(sum.agents["rpcutil"].answered, 10);
     }
 }

@@ -65,6 +65,9 @@ pub struct Args {
     #[arg(long, env = "EMULATOR_SEED", default_value_t = 0)]
     pub seed: u64,
 
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+
     /// Seconds to wait for connections to drain on shutdown before exiting anyway.
     #[arg(long, env = "EMULATOR_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     pub shutdown_timeout: f64,
@@ -143,4 +146,34 @@ pub struct NodeArgs {
     /// Number of shards: fact `shard` and class `shard_N` are the instance index modulo this.
     #[arg(long, env = "EMULATOR_SHARDS", default_value_t = 10)]
     pub shards: u32,
+}
+
+/// Splitting a fleet over worker processes.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct WorkerArgs {
+    /// Worker processes to split the fleet over; by default as many as the open-file limit
+    /// needs (one process when the fleet fits).
+    #[arg(long, env = "EMULATOR_WORKERS")]
+    pub workers: Option<u32>,
+
+    /// How often a worker that dies is restarted before the fleet stops with an error.
+    #[arg(long, env = "EMULATOR_WORKER_RESTARTS", default_value_t = 3)]
+    pub worker_restarts: u32,
+
+    /// Members of the private nats-server cluster (without --server); by default as many as
+    /// the fleet needs, one when one server can hold it.
+    #[arg(long, env = "EMULATOR_BROKERS")]
+    pub brokers: Option<u32>,
+
+    /// Instances one process may hold; by default what its open-file limit allows.
+    #[arg(long, env = "EMULATOR_PROCESS_BUDGET")]
+    pub process_budget: Option<u32>,
+
+    /// (Set by the supervisor.) Index of this worker's first instance in the fleet.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub worker_offset: u32,
+
+    /// (Set by the supervisor.) Instances of the whole fleet this worker is part of.
+    #[arg(long, hide = true)]
+    pub fleet_instances: Option<u32>,
 }

@@ -69,6 +69,21 @@ pub struct Config {
     pub max_message: usize,
     pub facts: FactsTemplate,
     pub shutdown_timeout: Duration,
+    /// Worker processes (`None`: as many as the open-file limit needs).
+    pub workers: Option<u32>,
+    pub worker_restarts: u32,
+    /// Members of the private cluster (`None`: as many as the fleet needs).
+    pub brokers: Option<u32>,
+    /// Instances one process may hold (`None`: from the open-file limit).
+    pub process_budget: Option<u32>,
+    /// Global index of this process's first instance (0 unless it is a worker).
+    pub index_offset: u32,
+    /// Instances of the whole fleet (`instances` unless this process is a worker).
+    pub fleet_instances: u32,
+    /// What the worker processes need to build the same facts.
+    pub facts_file: Option<PathBuf>,
+    pub classes: Vec<String>,
+    pub shards: u32,
     /// Misbehaving instances and the seed that picks them.
     pub faults: FaultSpec,
     pub seed: u64,
@@ -179,6 +194,19 @@ impl Config {
             connect_timeout,
             faults: args.faults.clone().unwrap_or_default(),
             seed: args.seed,
+            workers: args.workers.workers.filter(|w| *w > 0),
+            worker_restarts: args.workers.worker_restarts,
+            brokers: args.workers.brokers.filter(|b| *b > 0),
+            process_budget: args.workers.process_budget.filter(|b| *b > 0),
+            index_offset: args.workers.worker_offset,
+            fleet_instances: args
+                .workers
+                .fleet_instances
+                .unwrap_or(instances)
+                .max(args.workers.worker_offset.saturating_add(instances)),
+            facts_file: args.node.facts.clone(),
+            classes: args.node.classes.clone(),
+            shards: args.node.shards.max(1),
             config_file: args.config.clone(),
             loglevel,
             cmdline: std::env::args().collect(),
@@ -215,11 +243,20 @@ impl Config {
                 connect_concurrency: 512,
                 bind: Vec::new(),
                 max_message: 1024 * 1024,
-                facts: FactsTemplate::plain(classes, 10),
+                facts: FactsTemplate::plain(classes.clone(), 10),
                 shutdown_timeout: Duration::from_secs(10),
                 connect_timeout: None,
                 faults: FaultSpec::default(),
                 seed: 0,
+                workers: None,
+                worker_restarts: 3,
+                brokers: None,
+                process_budget: None,
+                index_offset: 0,
+                fleet_instances: instances,
+                facts_file: None,
+                classes,
+                shards: 10,
                 config_file: None,
                 loglevel: "info".to_owned(),
                 cmdline: Vec::new(),
@@ -269,8 +306,22 @@ impl ConfigBuilder {
         self
     }
 
+    /// A private cluster of `members` nats-servers (without [`ConfigBuilder::server`]).
+    pub fn brokers(mut self, members: u32) -> ConfigBuilder {
+        self.config.brokers = Some(members.max(1));
+        self
+    }
+
+    /// Splits the fleet over `workers` processes of at most `budget` instances each.
+    pub fn workers(mut self, workers: Option<u32>, budget: Option<u32>) -> ConfigBuilder {
+        self.config.workers = workers;
+        self.config.process_budget = budget;
+        self
+    }
+
     /// The finished configuration; refuses what [`Config::from_args`] refuses.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        self.config.fleet_instances = self.config.instances;
         if self.config.instances == 0 {
             return Err(ConfigError::NoInstances);
         }

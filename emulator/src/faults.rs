@@ -255,8 +255,15 @@ impl Assignment {
 
     /// How many instances have each kind of fault, in [`KINDS`] order.
     pub fn counts(&self) -> [u64; 4] {
+        self.counts_in(0..self.slots.len() as u32)
+    }
+
+    /// [`Assignment::counts`] over the instances `range` (one worker's share of the fleet).
+    pub fn counts_in(&self, range: std::ops::Range<u32>) -> [u64; 4] {
         let mut counts = [0u64; 4];
-        for slot in &self.slots {
+        let end = (range.end as usize).min(self.slots.len());
+        let start = (range.start as usize).min(end);
+        for slot in &self.slots[start..end] {
             if *slot > 0
                 && let Some(fault) = self.faults.get(usize::from(*slot) - 1)
             {

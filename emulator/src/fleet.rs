@@ -155,7 +155,7 @@ async fn ramp(
                 Err(_) => return,
             },
         };
-        let instance = Instance::new(index, Arc::clone(&shared));
+        let instance = Instance::new(shared.config.index_offset + index, Arc::clone(&shared));
         let servers = Arc::clone(&servers);
         let cancel = cancel.clone();
         let force = force.clone();

@@ -82,6 +82,8 @@ pub(crate) fn debug_vars(shared: &Shared) -> DebugVars {
             vm_size: memory.virtual_size,
         },
         emulator: shared.stats.snapshot(shared.fault_counts()),
+        brokers: shared.brokers.lock().map(|b| b.clone()).unwrap_or_default(),
+        workers: Vec::new(),
     }
 }
 
@@ -92,8 +94,9 @@ async fn serve_debug_vars(State(shared): State<Arc<Shared>>) -> impl IntoRespons
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared
-            .stats
-            .to_prometheus(ProcessMemory::read().rss, shared.fault_counts()),
+        crate::metrics::prometheus(
+            &shared.stats.snapshot(shared.fault_counts()),
+            ProcessMemory::read().rss,
+        ),
     )
 }

@@ -16,6 +16,7 @@
 //! The `emulator` binary also runs `emulator measure` and `emulator scrape` from the `measure`
 //! crate; this crate holds no measuring, scraping or node-daemon code.
 
+pub mod brokers;
 pub mod cli;
 pub mod config;
 pub mod facts;
@@ -24,6 +25,7 @@ mod fleet;
 mod http;
 mod instance;
 pub mod limits;
+pub mod metrics;
 mod shared;
 pub mod stats;
 
@@ -40,7 +42,9 @@ pub use fleet::StopReport;
 use crate::fleet::Fleet;
 use crate::limits::FitError;
 use crate::shared::{Shared, TlsError};
-use natsproc::{LocalNatsOptions, LocalNatsServer, NatsError};
+use natsproc::NatsError;
+
+use crate::brokers::PrivateBrokers;
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +74,7 @@ pub enum Error {
 pub struct Running {
     shared: Arc<Shared>,
     fleet: Fleet,
-    broker: Option<LocalNatsServer>,
+    broker: Option<PrivateBrokers>,
     http_addr: SocketAddr,
     servers: Vec<String>,
     http_cancel: CancellationToken,
@@ -106,18 +110,24 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     }
     let mut broker = None;
     let servers = if config.servers.is_empty() {
-        let server =
-            tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
-                .await
-                .map_err(|e| NatsError::Spawn(std::io::Error::other(e)))??;
+        let members = config.brokers.unwrap_or_else(|| {
+            PrivateBrokers::members_for(
+                u64::from(config.instances),
+                brokers::per_server_budget(nofile),
+            )
+        });
+        let brokers = tokio::task::spawn_blocking(move || PrivateBrokers::start(members))
+            .await
+            .map_err(|e| NatsError::Spawn(std::io::Error::other(e)))??;
         tracing::info!(
-            url = %server.client_url(),
-            monitor = %server.monitor_url(),
-            "started a private nats-server"
+            urls = ?brokers.client_urls(),
+            monitor = %brokers.monitor_url(),
+            "started a private nats-server{}",
+            if members > 1 { " cluster" } else { "" }
         );
-        let url = server.client_url();
-        broker = Some(server);
-        vec![url]
+        let urls = brokers.client_urls();
+        broker = Some(brokers);
+        urls
     } else {
         config.servers.clone()
     };
@@ -130,6 +140,9 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         source,
     })?;
     let shared = Arc::new(Shared::new(config)?);
+    if let (Some(b), Ok(mut infos)) = (&broker, shared.brokers.lock()) {
+        *infos = b.infos();
+    }
     let http_cancel = CancellationToken::new();
     let http_thread =
         http::spawn(listener, Arc::clone(&shared), http_cancel.clone()).map_err(|source| {
@@ -172,9 +185,35 @@ impl Running {
         &self.servers
     }
 
-    /// The private nats-server, when one was started.
-    pub fn broker(&self) -> Option<&LocalNatsServer> {
+    /// The private nats-server (or cluster), when one was started.
+    pub fn broker(&self) -> Option<&PrivateBrokers> {
         self.broker.as_ref()
+    }
+
+    /// Kills member `i` of the private cluster at once (as a crash would).
+    pub fn kill_broker(&mut self, i: usize) {
+        if let Some(PrivateBrokers::Cluster(c)) = &mut self.broker {
+            c.kill(i);
+        }
+    }
+
+    /// Starts member `i` of the private cluster again on its old ports.
+    pub async fn restart_broker(&mut self, i: usize) -> Result<(), Error> {
+        let Some(PrivateBrokers::Cluster(mut cluster)) = self.broker.take() else {
+            return Ok(());
+        };
+        let (cluster, result) = tokio::task::spawn_blocking(move || {
+            let r = cluster.restart(i);
+            (cluster, r)
+        })
+        .await
+        .map_err(|e| NatsError::Spawn(std::io::Error::other(e)))?;
+        let brokers = PrivateBrokers::Cluster(cluster);
+        if let Ok(mut infos) = self.shared.brokers.lock() {
+            *infos = brokers.infos();
+        }
+        self.broker = Some(brokers);
+        Ok(result?)
     }
 
     /// Instances connected and subscribed so far.

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) invalid_log: LogLimiter,
     /// Limits warnings about connection problems during a broker outage.
     pub(crate) connect_log: LogLimiter,
+    /// The private brokers, for `/debug/vars` (empty with `--server`).
+    pub(crate) brokers: std::sync::Mutex<Vec<agents::debug_vars::BrokerInfo>>,
     /// Which instance misbehaves how, and what the faults did.
     pub(crate) faults: crate::faults::Assignment,
     pub(crate) fault_counters: crate::faults::FaultCounters,
@@ -47,7 +49,12 @@ impl Shared {
             invalid_log: LogLimiter::new(10),
             connect_log: LogLimiter::new(5),
             last_connect_error: std::sync::Mutex::new(None),
-            faults: crate::faults::Assignment::new(&config.faults, config.instances, config.seed),
+            brokers: std::sync::Mutex::new(Vec::new()),
+            faults: crate::faults::Assignment::new(
+                &config.faults,
+                config.fleet_instances,
+                config.seed,
+            ),
             fault_counters: crate::faults::FaultCounters::default(),
             config,
         })
@@ -57,7 +64,10 @@ impl Shared {
 impl Shared {
     /// Per fault kind: instances that have it and events it caused.
     pub(crate) fn fault_counts(&self) -> [(u64, u64); 4] {
-        let instances = self.faults.counts();
+        let first = self.config.index_offset;
+        let instances = self
+            .faults
+            .counts_in(first..first.saturating_add(self.config.instances));
         let events = self.fault_counters.events();
         [0, 1, 2, 3].map(|i| (instances[i], events[i]))
     }

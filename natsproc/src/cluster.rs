@@ -59,9 +59,19 @@ impl LocalNatsCluster {
         &self.members
     }
 
+    /// Stops every member.
+    pub fn stop(&mut self) {
+        for m in &mut self.members {
+            m.stop();
+        }
+    }
+
     /// `nats://127.0.0.1:<port>` of every member.
     pub fn client_urls(&self) -> Vec<String> {
-        self.members.iter().map(LocalNatsServer::client_url).collect()
+        self.members
+            .iter()
+            .map(LocalNatsServer::client_url)
+            .collect()
     }
 
     /// Kills member `i` at once (SIGKILL).
@@ -113,7 +123,10 @@ impl LocalNatsCluster {
             if started.elapsed() > limit {
                 return Err(NatsError::NotReady {
                     seconds: limit.as_secs(),
-                    log: format!("cluster {} did not form a full mesh: routes per member {routes:?}, expected {expected}", self.name),
+                    log: format!(
+                        "cluster {} did not form a full mesh: routes per member {routes:?}, expected {expected}",
+                        self.name
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -154,7 +167,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(num_routes(cluster.members()[1].monitor_port()), Some(1));
         cluster.restart(0).unwrap();
-        assert_eq!(cluster.members()[0].client_url(), old, "same client port after a restart");
+        assert_eq!(
+            cluster.members()[0].client_url(),
+            old,
+            "same client port after a restart"
+        );
         for m in cluster.members() {
             assert_eq!(num_routes(m.monitor_port()), Some(2));
         }

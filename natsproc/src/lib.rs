@@ -10,6 +10,8 @@ pub mod process;
 pub mod server;
 pub mod shutdown;
 
-pub use process::{send_signal, terminate};
 pub use cluster::LocalNatsCluster;
-pub use server::{ClusterOptions, LocalNatsOptions, LocalNatsServer, NatsError, nats_server_binary};
+pub use process::{send_signal, terminate};
+pub use server::{
+    ClusterOptions, LocalNatsOptions, LocalNatsServer, NatsError, nats_server_binary,
+};

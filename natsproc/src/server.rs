@@ -130,7 +130,12 @@ impl LocalNatsServer {
         Ok(server)
     }
 
-    fn wait_ready(&mut self, log: &Path, clustered: bool, limit: Duration) -> Result<(), NatsError> {
+    fn wait_ready(
+        &mut self,
+        log: &Path,
+        clustered: bool,
+        limit: Duration,
+    ) -> Result<(), NatsError> {
         let started = Instant::now();
         loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();

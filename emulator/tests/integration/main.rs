@@ -1,6 +1,7 @@
 //! Integration tests of the emulator against a real nats-server.
 
 mod binary;
+mod cluster;
 mod common;
 mod faults;
 mod filters;

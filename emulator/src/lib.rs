@@ -28,6 +28,7 @@ pub mod limits;
 pub mod metrics;
 mod shared;
 pub mod stats;
+pub mod supervisor;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub enum Error {
         configured: u32,
         seconds: f64,
     },
+    #[error(transparent)]
+    Supervisor(#[from] supervisor::SupervisorError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -336,7 +339,36 @@ impl Running {
 }
 
 /// Runs the emulator until `shutdown` resolves, then stops it within the configured deadline.
+///
+/// A fleet bigger than this process's open-file budget (or `--workers N` above 1) runs as a
+/// supervisor of worker processes instead ([`supervisor`]).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<StopReport, Error> {
+    let budget = config.process_budget.map_or_else(
+        || limits::raise_nofile().saturating_sub(limits::RESERVED_FDS),
+        u64::from,
+    );
+    let workers = supervisor::workers_needed(&config, budget);
+    if workers > limits::MAX_WORKERS {
+        return Err(FitError::Workers {
+            instances: u64::from(config.instances),
+            workers,
+            per_process: budget,
+            max: limits::MAX_WORKERS,
+            max_instances: budget * u64::from(limits::MAX_WORKERS),
+        }
+        .into());
+    }
+    if workers > 1 {
+        let per_worker = u64::from(config.instances.div_ceil(workers));
+        limits::check_fit(
+            per_worker,
+            limits::raise_nofile(),
+            1,
+            1,
+            limits::ephemeral_ports(),
+        )?;
+        return supervisor::run(config, workers, shutdown).await;
+    }
     let deadline = config.shutdown_timeout;
     let running = start(config).await?;
     tokio::pin!(shutdown);

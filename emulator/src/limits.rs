@@ -12,9 +12,22 @@ use rustix::process::{Resource, getrlimit, setrlimit};
 /// the runtime.
 pub const RESERVED_FDS: u64 = 64;
 
+/// Most worker processes one supervised fleet starts on one machine.
+pub const MAX_WORKERS: u32 = 32;
+
 /// Why the requested fleet does not fit.
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
+    #[error(
+        "--instances {instances} needs {workers} worker processes of at most {per_process} instances, but one machine runs at most {max} (about {max_instances} instances); lower --instances or spread the fleet over several hosts (docs/ec2-50k.md)"
+    )]
+    Workers {
+        instances: u64,
+        workers: u32,
+        per_process: u64,
+        max: u32,
+        max_instances: u64,
+    },
     #[error(
         "--instances {instances} needs about {needed} open files, but this process may open at most {limit} (the hard limit); lower --instances to {max} or run several emulator processes (and raise `ulimit -Hn` where you are allowed to)"
     )]

@@ -130,7 +130,16 @@ fn a_fleet_that_cannot_fit_is_refused_before_connecting() {
     let too_many = (hard + 1).to_string();
     let started = Instant::now();
     let out = Command::new(BIN)
-        .args(["-i", &too_many, "-p", "0", "--server", "127.0.0.1:1"])
+        .args([
+            "-i",
+            &too_many,
+            "--workers",
+            "1",
+            "-p",
+            "0",
+            "--server",
+            "127.0.0.1:1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

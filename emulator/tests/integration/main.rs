@@ -8,5 +8,6 @@ mod filters;
 mod garbage;
 mod hostile;
 mod rpc;
+mod supervisor;
 mod tls;
 mod topology;

@@ -15,6 +15,10 @@ use testkit::{ChildGuard, NatsServer, port_for_child, workspace_binary};
 static NODE: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("loadlab-node"));
 static EMULATOR: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
+/// Held by the tests that load the machine (300-instance fleets, a 256 MiB download) so that
+/// they do not starve one another on a small machine.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn node_command(url: &str, identity: &str, role: &str, workdir: &std::path::Path) -> Command {
     let mut command = Command::new(&*NODE);
     command
@@ -81,6 +85,7 @@ fn alive(pid: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_daemons_start_measure_and_stop_a_test_network() {
+    let _heavy = HEAVY.lock().await;
     let mgmt = NatsServer::start();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let _a = node(&mgmt.url(), "host-a", "nats", dirs[0].path());
@@ -373,6 +378,7 @@ async fn status_answers_while_a_download_never_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_stream_with_a_size_limit_and_bounded_memory() {
+    let _heavy = HEAVY.lock().await;
     use axum::body::{Body, Bytes};
     use axum::routing::get;
     const CHUNK: usize = 64 * 1024;
@@ -591,11 +597,19 @@ async fn status_and_stop_answer_while_a_start_waits() {
     );
     assert!(!alive(pid));
     let start = start.await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "start kept waiting after stop"
+    );
     assert_eq!(start.statuscode, StatusCode::Aborted);
+    // Whichever the waiting `start` saw first: the exit, or `stop` forgetting the process.
     assert!(
         start
             .statusmsg
-            .contains("exited at start (was killed by signal 15)"),
+            .contains("exited at start (was killed by signal 15)")
+            || start.statusmsg.contains(&format!(
+                "pid {pid} was stopped by `stop` before it answered"
+            )),
         "{}",
         start.statusmsg
     );
@@ -645,7 +659,10 @@ async fn a_failed_start_replies_with_the_error_not_a_backtrace() {
         "{}",
         start.statusmsg
     );
-    assert!(!start.statusmsg.contains(" at "), "{}", start.statusmsg);
+    // No backtrace frame (`anyhow::...`, `at ./src/main.rs:70:5`) and one line.
+    assert!(!start.statusmsg.contains("::"), "{}", start.statusmsg);
+    assert!(!start.statusmsg.contains(".rs:"), "{}", start.statusmsg);
+    assert!(!start.statusmsg.contains('\n'), "{}", start.statusmsg);
     let status = rpc(&client, "fails", "status", json!({"port": monitor})).await;
     let message = status.data["message"].as_str().unwrap();
     assert!(message.contains("died (exited with status 1)"), "{message}");

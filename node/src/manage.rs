@@ -12,7 +12,7 @@ use agents::{RpcReply, StatusCode};
 use serde_json::{Value, json};
 
 use crate::download::{self, DownloadError};
-use crate::procs::{Liveness, Processes, Role, SpawnError, Stopped};
+use crate::procs::{Liveness, Processes, Role, SpawnError, Stopped, Tracked};
 use crate::request::{ActionName, Download, Request, Start};
 
 /// How long `start` waits for the emulator's `/debug/vars`.
@@ -94,6 +94,8 @@ pub enum StartError {
         first_line: String,
         log: PathBuf,
     },
+    #[error("pid {pid} was stopped by `stop` before it answered")]
+    Stopped { pid: u32 },
     #[error("pid {pid} did not answer on its monitor port within {}s; it is still running and `stop` ends it", waited.as_secs())]
     NoAnswer { pid: u32, waited: Duration },
     #[error("cannot find nats-server")]
@@ -137,7 +139,8 @@ impl StartError {
         match self {
             StartError::Spawn(SpawnError::AlreadyRunning { pid, .. })
             | StartError::ExitedAtStart { pid, .. }
-            | StartError::NoAnswer { pid, .. } => *pid,
+            | StartError::NoAnswer { pid, .. }
+            | StartError::Stopped { pid } => *pid,
             StartError::Spawn(SpawnError::Log { .. } | SpawnError::Exec { .. })
             | StartError::PortTaken { .. }
             | StartError::NatsBinary(_) => 0,
@@ -294,20 +297,32 @@ impl Manager {
                     json!({"status": true, "pid": pid, "message": format!("started emulator pid {pid}")}),
                 );
             }
-            if let Some(Liveness::Exited(how)) = self.processes.get(role).map(|t| t.liveness()) {
-                return Err(StartError::ExitedAtStart {
-                    pid,
-                    how,
-                    first_line: first_error_line(&log),
-                    log,
-                });
-            }
+            self.still_starting(role, &tracked)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(StartError::NoAnswer {
             pid,
             waited: START_WAIT,
         })
+    }
+
+    /// Whether the process `start`/`start_nats` launched is still running and tracked.
+    fn still_starting(&self, role: Role, launched: &Tracked) -> Result<(), StartError> {
+        match self.processes.get(role) {
+            Some(t) if t.pid == launched.pid && t.start_time == launched.start_time => {
+                match t.liveness() {
+                    Liveness::Running => Ok(()),
+                    Liveness::Exited(how) => Err(StartError::ExitedAtStart {
+                        pid: t.pid,
+                        how,
+                        first_line: first_error_line(&t.log),
+                        log: t.log,
+                    }),
+                }
+            }
+            // A `stop` ended and forgot it meanwhile.
+            Some(_) | None => Err(StartError::Stopped { pid: launched.pid }),
+        }
     }
 
     async fn stop(&self, port: u16) -> Result<Value, StopError> {
@@ -430,14 +445,7 @@ impl Manager {
             {
                 return Ok(json!({"running": true, "pid": pid}));
             }
-            if let Some(Liveness::Exited(how)) = self.processes.get(role).map(|t| t.liveness()) {
-                return Err(StartError::ExitedAtStart {
-                    pid,
-                    how,
-                    first_line: first_error_line(&log),
-                    log,
-                });
-            }
+            self.still_starting(role, &tracked)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(StartError::NoAnswer {

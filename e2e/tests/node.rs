@@ -695,6 +695,16 @@ fn a_bad_flag_prints_one_line_without_a_backtrace() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert_eq!(String::from_utf8_lossy(&out.stderr), expected, "{args:?}");
     }
+    let out = Command::new(&*NODE)
+        .arg("--bogus")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "loadlab-node: unexpected argument '--bogus' found (see --help)\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! `loadlab-node`: the node daemon for load-test hosts (see the `node` library).
 //!
 //! A failure is printed as one line, `loadlab-node: <error>: <cause>...`, never as a
-//! backtrace (whatever `RUST_BACKTRACE` says), and the exit status is 1. Logs go to stderr,
+//! backtrace (whatever `RUST_BACKTRACE` says), and the exit status is 1 (2 for a flag clap
+//! refuses). Logs go to stderr,
 //! coloured only when stderr is a terminal.
 
 use std::io::IsTerminal as _;
@@ -13,7 +14,21 @@ use node::NodeArgs;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = NodeArgs::parse();
+    let args = match NodeArgs::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("loadlab-node: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -188,9 +188,31 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
         "{dead:?}"
     );
 
+    // Stopping the dead one signals nothing and says so.
+    let (_, m, pid) = monitors[1];
+    let stop_dead = rpc(&client, "host-c", "stop", json!({"port": m})).await;
+    assert_eq!(stop_dead.statuscode, StatusCode::Ok, "{stop_dead:?}");
+    assert_eq!(
+        stop_dead.data["message"],
+        format!(
+            "the emulator on monitor port {m} (pid {pid}) had already ended (was killed by signal 9); signalled nothing"
+        )
+    );
+
     // Stop everything and check nothing is left.
     let stopped = rpc(&client, "host-b", "stop", json!({"port": monitors[0].1})).await;
     assert_eq!(stopped.statuscode, StatusCode::Ok, "{stopped:?}");
+    assert_eq!(stopped.data["pid"], monitors[0].2);
+    assert!(
+        stopped.data["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "sent SIGTERM to the emulator on monitor port {} (pid {}); it exited after",
+                monitors[0].1, monitors[0].2
+            )),
+        "{stopped:?}"
+    );
     let nats_stopped = rpc(&client, "host-a", "stop_nats", json!({})).await;
     assert_eq!(nats_stopped.data["stopped"], true);
     for (_, _, pid) in &monitors {

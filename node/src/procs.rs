@@ -120,7 +120,7 @@ impl Stopped {
                 format!("this daemon has not started {role}; signalled nothing")
             }
             Stopped::AlreadyExited { pid, how } => {
-                format!("{role} (pid {pid}) had already {how}; signalled nothing")
+                format!("{role} (pid {pid}) had already ended ({how}); signalled nothing")
             }
             Stopped::Stopped {
                 pid,

@@ -419,6 +419,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_process_ignoring_sigterm_gets_sigkill_after_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let procs = Processes::load(dir.path());
+        // An ignored signal stays ignored across exec: this `sleep` ignores SIGTERM.
+        let t = procs
+            .spawn(
+                Role::Nats,
+                Path::new("sh"),
+                &["-c".into(), "trap '' TERM; exec sleep 30".into()],
+                &dir.path().join("stubborn.log"),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match procs.stop(Role::Nats, Duration::from_millis(500)).await {
+            Stopped::Stopped {
+                pid,
+                signals,
+                after,
+            } => {
+                assert_eq!(pid, t.pid);
+                assert_eq!(signals, ["SIGTERM", "SIGKILL"]);
+                assert!(after >= Duration::from_millis(500), "{after:?}");
+                assert_eq!(
+                    Stopped::Stopped {
+                        pid,
+                        signals,
+                        after: Duration::from_millis(520)
+                    }
+                    .describe(Role::Nats),
+                    format!(
+                        "sent SIGTERM then SIGKILL to nats-server (pid {pid}); it exited after 0.5s"
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(proc_stat(t.pid), None, "reaped");
+    }
+
+    #[tokio::test]
     async fn a_reused_pid_is_not_signalled() {
         let dir = tempfile::tempdir().unwrap();
         // A record naming a live process (this test) with another start time, as after pid

@@ -49,7 +49,7 @@ pub struct NodeArgs {
     /// A class (repeatable).
     #[arg(long = "class", env = "LOADLAB_CLASSES", value_delimiter = ',')]
     pub classes: Vec<String>,
-    /// Where downloads, logs and pid files go.
+    /// Where downloads, logs, pid files and the state file (processes started) go.
     #[arg(long, env = "LOADLAB_WORKDIR", default_value = "/tmp/loadlab")]
     pub workdir: PathBuf,
     /// The emulator binary to run when the work directory has none (default: the `emulator`

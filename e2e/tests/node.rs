@@ -169,6 +169,21 @@ async fn node_daemons_start_measure_and_stop_a_test_network() {
     .await;
     assert_eq!(injection.statuscode, StatusCode::InvalidData);
 
+    // `start` replies once /debug/vars answers, while the instances may still be connecting
+    // (slowly on a loaded machine): wait until each fleet reports all 150 connected.
+    for (host, m, _) in &monitors {
+        let mut connected = Value::Null;
+        for _ in 0..120 {
+            let status = rpc(&client, host, "status", json!({"port": m})).await;
+            connected = status.data["connected"].clone();
+            if connected == 150 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(connected, 150, "{host}: every instance connects");
+    }
+
     // The test network: discovery finds all 300, a measured round gets every reply.
     crate::common::assert_full_round(&format!("nats://{servers}"), 300).await;
 

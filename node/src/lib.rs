@@ -393,3 +393,29 @@ async fn manage_request(
         Err(e) => RpcReply::error(e.status(), one_line(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_causes_without_repeating_them() {
+        let read = agents::config::ConfigFileError::Read {
+            path: "/x.conf".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let error = NodeError::Config {
+            path: "/x.conf".into(),
+            source: read,
+        };
+        assert_eq!(
+            one_line(&error),
+            "cannot use --config /x.conf: cannot read config file /x.conf: entity not found"
+        );
+        let error = NodeError::Server(agents::servers::BadServer("a:b:c".into()));
+        assert_eq!(
+            one_line(&error),
+            "invalid --server: invalid server \"a:b:c\": expected host:port or nats://host:port"
+        );
+    }
+}

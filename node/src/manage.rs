@@ -114,7 +114,7 @@ pub enum StopError {
 }
 
 impl ActionError {
-    /// The statuscode and the reply data for this error.
+    /// The reply data for this error (its statuscode is always 1, aborted).
     fn reply_data(&self) -> Value {
         match self {
             ActionError::Workdir { action, .. } => match action {

@@ -61,6 +61,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playbooks_drive_a_whole_load_test() {
+    let _heavy = crate::node::HEAVY.lock().await;
     let mgmt = NatsServer::start();
     let home = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

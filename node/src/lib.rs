@@ -3,20 +3,29 @@
 //!
 //! Stages per message, as in an emulated instance: decode → collective/agent check → TTL →
 //! filter → dispatch (`discovery`/`rpcutil` through the `agents` crate, `emulator` through
-//! [`manage`] after validating inputs against its DDL) → encode → publish to reply-to.
+//! [`manage`] after decoding a typed [`request::Request`] checked against its DDL) → encode →
+//! publish to reply-to.
+//!
+//! `discovery` and `rpcutil` answer at once on the receiving loop; every `emulator` request
+//! runs on its own task, so a 60 s `start` or a slow `download` never delays `status`.
 
+pub mod download;
 pub mod manage;
+pub mod procs;
+pub mod request;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agents::codec;
-use agents::{AgentId, Daemon, DaemonStats, Node, RpcReply, RpcRequest, StatusCode, subject};
-use anyhow::Context as _;
+use agents::{AgentId, Daemon, DaemonStats, Node, RpcReply, RpcRequest, subject};
 use clap::Parser;
 use futures::StreamExt as _;
 use serde_json::{Map, Value};
+
+use crate::request::Request;
 
 use agents::ChoriaConfig;
 use agents::admit::{Admitted, Refusal, admit, reply};
@@ -40,7 +49,7 @@ pub struct NodeArgs {
     /// A class (repeatable).
     #[arg(long = "class", env = "LOADLAB_CLASSES", value_delimiter = ',')]
     pub classes: Vec<String>,
-    /// Where downloads, logs and pid files go.
+    /// Where downloads, logs, pid files and the state file (processes started) go.
     #[arg(long, env = "LOADLAB_WORKDIR", default_value = "/tmp/loadlab")]
     pub workdir: PathBuf,
     /// The emulator binary to run when the work directory has none (default: the `emulator`
@@ -112,13 +121,69 @@ impl Daemon for NodeDaemon {
     }
 }
 
+/// Why the daemon cannot run; every variant is the user's to fix or names the failing step.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot use --config {}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: agents::config::ConfigFileError,
+    },
+    #[error(
+        "no management NATS server: give --server host:port (or plugin.choria.middleware_hosts in --config)"
+    )]
+    NoServer,
+    #[error("invalid --server")]
+    Server(#[source] agents::servers::BadServer),
+    #[error("no --identity given")]
+    Identity(#[source] agents::identity::NoHostname),
+    #[error("invalid --fact {fact:?}: expected name=value")]
+    Fact { fact: String },
+    #[error("cannot find this program's path to locate the emulator binary (give --emulator)")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("the emulator DDL is not built in")]
+    NoDdl,
+    #[error("cannot connect to {servers}")]
+    Connect {
+        servers: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot subscribe to {subject}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+}
+
+/// An error and its causes on one line, `outer: cause: root`; a cause whose text the line
+/// already holds (an error that prints its source itself) is not repeated.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
 /// Runs the node daemon until `shutdown`.
 pub async fn run(
     args: NodeArgs,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let file = match &args.config {
-        Some(p) => ChoriaConfig::load(p)?,
+        Some(path) => ChoriaConfig::load(path).map_err(|source| NodeError::Config {
+            path: path.clone(),
+            source,
+        })?,
         None => ChoriaConfig::default(),
     };
     let raw = if args.servers.is_empty() {
@@ -127,37 +192,42 @@ pub async fn run(
         args.servers.clone()
     };
     if raw.is_empty() {
-        anyhow::bail!(
-            "no management NATS server: give --server host:port (or plugin.choria.middleware_hosts in --config)"
-        );
+        return Err(NodeError::NoServer);
     }
     let servers: Vec<String> = raw
         .iter()
         .map(|s| agents::servers::normalise(s, false))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(NodeError::Server)?;
     let identity = args
         .identity
         .clone()
         .or_else(|| file.get("identity").map(str::to_owned))
         .map_or_else(agents::identity::hostname, Ok)
-        .context("no --identity and no host name")?;
+        .map_err(NodeError::Identity)?;
     let mut facts = Map::new();
     facts.insert("identity".into(), Value::String(identity.clone()));
     for f in &args.facts {
         let (k, v) = f
             .split_once('=')
-            .with_context(|| format!("invalid --fact {f:?}: expected name=value"))?;
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| NodeError::Fact { fact: f.clone() })?;
         facts.insert(k.trim().to_owned(), Value::String(v.trim().to_owned()));
     }
     let emulator_binary = match &args.emulator {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?
+        None => std::env::current_exe()
+            .map_err(NodeError::CurrentExe)?
             .parent()
             .map(|d| d.join("emulator"))
             .unwrap_or_else(|| PathBuf::from("emulator")),
     };
-    let manager = manage::Manager::new(args.workdir.clone(), identity.clone(), emulator_binary);
-    let ddl = agents::ddl::builtin("emulator").context("the emulator DDL is built in")?;
+    let ddl = agents::ddl::builtin("emulator").ok_or(NodeError::NoDdl)?;
+    let manager = Arc::new(manage::Manager::new(
+        args.workdir.clone(),
+        identity.clone(),
+        emulator_binary,
+    ));
     let mut daemon = NodeDaemon {
         identity: identity.clone(),
         collectives: vec![args.collective.clone()],
@@ -177,26 +247,37 @@ pub async fn run(
         .connection_timeout(Duration::from_secs(5))
         .connect(&servers)
         .await
-        .with_context(|| format!("connecting to {}", servers.join(",")))?;
-    let mut subs = Vec::new();
-    subs.push(
-        client
-            .subscribe(subject::node(&args.collective, &identity))
-            .await?,
+        .map_err(|source| NodeError::Connect {
+            servers: servers.join(","),
+            source,
+        })?;
+    let mut subjects = vec![subject::node(&args.collective, &identity)];
+    subjects.extend(
+        AGENTS
+            .iter()
+            .map(|a| subject::broadcast(&args.collective, &a.name())),
     );
-    for a in AGENTS {
-        subs.push(
-            client
-                .subscribe(subject::broadcast(&args.collective, &a.name()))
-                .await?,
-        );
+    let mut subs = Vec::new();
+    for subject in subjects {
+        let sub = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| NodeError::Subscribe { subject, source })?;
+        subs.push(sub);
     }
     let mut messages = futures::stream::select_all(subs);
+    // Request tasks report each published reply here, for `rpcutil daemon_stats`.
+    let (replied, mut replies) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let tasks = tokio_util::task::TaskTracker::new();
     tracing::info!(identity = %identity, servers = ?servers, workdir = %args.workdir.display(), "node daemon serving discovery, rpcutil and emulator");
     tokio::pin!(shutdown);
     loop {
         let msg = tokio::select! {
             () = &mut shutdown => break,
+            Some(()) = replies.recv() => {
+                daemon.stats.replies += 1;
+                continue;
+            }
             m = messages.next() => match m { Some(m) => m, None => break },
         };
         daemon.stats.total += 1;
@@ -229,40 +310,65 @@ pub async fn run(
         };
         daemon.stats.validated += 1;
         daemon.stats.passed += 1;
-        let body = match agent {
-            AgentId::Emulator => Some(
-                manage_request(&manager, ddl, &request.payload)
-                    .await
-                    .to_text(),
-            ),
-            AgentId::Discovery | AgentId::Rpcutil | AgentId::Emulated(_) => agents::agent::handle(
-                agent,
-                &request.payload,
-                &daemon,
-                now,
-                agents::Limits::default(),
-            ),
-        };
-        let Some(body) = body else { continue };
-        let reply = reply(
-            &request,
-            &identity,
-            &body,
-            agents::clock::unix_now(),
-            || {
-                let server = client.server_info();
-                format!("nats://{}:{}", server.host, server.port)
-            },
-        );
-        match client.publish(request.reply_to, reply.into()).await {
-            Ok(()) => daemon.stats.replies += 1,
-            Err(e) => tracing::warn!(error = %e, "could not publish a reply"),
+        match agent {
+            AgentId::Emulator => {
+                let manager = Arc::clone(&manager);
+                let client = client.clone();
+                let identity = identity.clone();
+                let replied = replied.clone();
+                tasks.spawn(async move {
+                    let body = manage_request(&manager, ddl, &request.payload)
+                        .await
+                        .to_text();
+                    if publish(&client, &request, &identity, &body).await {
+                        let _ = replied.send(());
+                    }
+                });
+            }
+            AgentId::Discovery | AgentId::Rpcutil | AgentId::Emulated(_) => {
+                let body = agents::agent::handle(
+                    agent,
+                    &request.payload,
+                    &daemon,
+                    now,
+                    agents::Limits::default(),
+                );
+                if let Some(body) = body
+                    && publish(&client, &request, &identity, &body).await
+                {
+                    daemon.stats.replies += 1;
+                }
+            }
         }
     }
     drop(messages);
+    // Requests in flight (a `start` waits up to 60 s) are abandoned; the processes they
+    // started stay recorded in the state file.
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), client.drain()).await;
     tracing::info!(identity = %identity, "node daemon stopped");
     Ok(())
+}
+
+/// Publishes the reply to `request`; true when it was sent.
+async fn publish(
+    client: &async_nats::Client,
+    request: &agents::codec::InboundRequest,
+    identity: &str,
+    body: &str,
+) -> bool {
+    let reply = reply(request, identity, body, agents::clock::unix_now(), || {
+        let server = client.server_info();
+        format!("nats://{}:{}", server.host, server.port)
+    });
+    match client.publish(request.reply_to.clone(), reply.into()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, requestid = %request.requestid, "could not publish a reply");
+            false
+        }
+    }
 }
 
 async fn manage_request(
@@ -274,22 +380,42 @@ async fn manage_request(
         Ok(r) => r,
         Err(e) => {
             return RpcReply::error(
-                StatusCode::InvalidData,
+                agents::StatusCode::InvalidData,
                 format!("Could not process request: {e}"),
             );
         }
     };
-    let Some(action) = ddl.action(&request.action) else {
-        return RpcReply::error(
-            StatusCode::UnknownAction,
-            format!("Unknown action {} for agent emulator", request.action),
-        );
-    };
-    match action.validate(&request.data) {
-        Ok(input) => {
-            tracing::info!(action = %request.action, "emulator agent request");
-            manager.handle(&request.action, &input).await
+    match Request::decode(ddl, &request.action, &request.data) {
+        Ok(decoded) => {
+            tracing::info!(action = %decoded.action(), "emulator agent request");
+            manager.handle(decoded).await
         }
-        Err(e) => RpcReply::error(StatusCode::InvalidData, e.to_string()),
+        Err(e) => RpcReply::error(e.status(), one_line(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_joins_causes_without_repeating_them() {
+        let read = agents::config::ConfigFileError::Read {
+            path: "/x.conf".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let error = NodeError::Config {
+            path: "/x.conf".into(),
+            source: read,
+        };
+        assert_eq!(
+            one_line(&error),
+            "cannot use --config /x.conf: cannot read config file /x.conf: entity not found"
+        );
+        let error = NodeError::Server(agents::servers::BadServer("a:b:c".into()));
+        assert_eq!(
+            one_line(&error),
+            "invalid --server: invalid server \"a:b:c\": expected host:port or nats://host:port"
+        );
     }
 }

@@ -1,19 +1,26 @@
 //! The actions of the `emulator` management agent (DDL `agents/ddl/emulator.json`).
 //!
 //! Processes are started detached (their own process group) with their output in the work
-//! directory and a pid file beside it, and are reaped by a background task. Programs are run
+//! directory, and recorded in [`Processes`]: `stop` and `stop_nats` signal only processes this
+//! daemon started, after checking each is still the process it started. Programs are run
 //! directly with an argument vector, never through a shell.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agents::{RpcReply, StatusCode};
-use rustix::process::Signal;
-use serde_json::{Map, Value, json};
-use sha2::{Digest as _, Sha256};
+use serde_json::{Value, json};
 
-/// Where the node daemon keeps downloads, logs and pid files, and how it reaches local services.
+use crate::download::{self, DownloadError};
+use crate::procs::{Liveness, Processes, Role, SpawnError, Stopped, Tracked};
+use crate::request::{ActionName, Download, Request, Start};
+
+/// How long `start` waits for the emulator's `/debug/vars`.
+const START_WAIT: Duration = Duration::from_secs(60);
+/// How long `start_nats` waits for nats-server's monitor port.
+const NATS_START_WAIT: Duration = Duration::from_secs(20);
+
+/// Where the node daemon keeps downloads, logs and its state, and how it reaches local services.
 #[derive(Debug, Clone)]
 pub struct Manager {
     pub workdir: PathBuf,
@@ -21,183 +28,234 @@ pub struct Manager {
     pub identity: String,
     /// The emulator binary `start` runs when the work directory has none.
     pub emulator_binary: PathBuf,
+    processes: Processes,
+    /// For local monitor ports: short timeouts.
     http: reqwest::Client,
+    /// For downloads: only a connect timeout; the idle timeout is per request.
+    downloads: reqwest::Client,
 }
 
-fn ok(data: Value) -> RpcReply {
-    RpcReply::ok(data)
+/// An action that could not be done; the reply's message is its chain of causes on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{action}: cannot create the work directory {}", path.display())]
+    Workdir {
+        action: ActionName,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("download {url} into {target}")]
+    Download {
+        url: String,
+        target: String,
+        #[source]
+        source: DownloadError,
+    },
+    #[error("start an emulator on monitor port {monitor}")]
+    Start {
+        monitor: u16,
+        #[source]
+        source: StartError,
+    },
+    #[error("stop the emulator on monitor port {port}")]
+    Stop {
+        port: u16,
+        #[source]
+        source: StopError,
+    },
+    #[error("start nats-server on port {port} (monitor port {monitor_port})")]
+    StartNats {
+        port: u16,
+        monitor_port: u16,
+        #[source]
+        source: StartError,
+    },
+    #[error("stop nats-server")]
+    StopNats {
+        #[source]
+        source: StopError,
+    },
 }
 
-fn aborted(message: impl Into<String>, data: Value) -> RpcReply {
-    let mut r = RpcReply::error(StatusCode::Aborted, message);
-    r.data = data;
-    r
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(
+        "something this daemon did not start already answers /debug/vars there (naming pid {named})"
+    )]
+    PortTaken { named: String },
+    #[error("it exited at start ({how}): {first_line} (log: {})", log.display())]
+    ExitedAtStart {
+        pid: u32,
+        how: String,
+        first_line: String,
+        log: PathBuf,
+    },
+    #[error("pid {pid} was stopped by `stop` before it answered")]
+    Stopped { pid: u32 },
+    #[error("pid {pid} did not answer on its monitor port within {}s; it is still running and `stop` ends it", waited.as_secs())]
+    NoAnswer { pid: u32, waited: Duration },
+    #[error("cannot find nats-server")]
+    NatsBinary(#[source] natsproc::NatsError),
 }
 
-fn pid_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // A zombie has exited; only its parent's wait is missing.
-    !stat
-        .rsplit_once(") ")
-        .is_some_and(|(_, rest)| rest.starts_with('Z'))
+/// Why a process could not be stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(
+        "this daemon started no emulator there, and what answers /debug/vars there (naming pid {named}) was not started by it; signalled nothing"
+    )]
+    NotOurs { named: String },
+    #[error("{0}")]
+    Stuck(String),
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// SIGTERM, then SIGKILL after `grace`; true when the process is gone.
-async fn terminate(pid: u32, grace: Duration) -> bool {
-    natsproc::send_signal(pid as i32, Signal::TERM);
-    let started = Instant::now();
-    while started.elapsed() < grace {
-        if !pid_alive(pid) {
-            return true;
+impl ActionError {
+    /// The reply data for this error (its statuscode is always 1, aborted).
+    fn reply_data(&self) -> Value {
+        match self {
+            ActionError::Workdir { action, .. } => match action {
+                ActionName::Download => json!({"success": false}),
+                ActionName::Start => json!({"status": false}),
+                ActionName::Stop => json!({"status": false}),
+                ActionName::Status => json!({"running": false}),
+                ActionName::StartNats => json!({"running": false}),
+                ActionName::StopNats => json!({"stopped": false}),
+            },
+            ActionError::Download { .. } => json!({"success": false}),
+            ActionError::Start { source, .. } => json!({"status": false, "pid": source.pid()}),
+            ActionError::StartNats { source, .. } => json!({"running": false, "pid": source.pid()}),
+            ActionError::Stop { .. } => json!({"status": false}),
+            ActionError::StopNats { .. } => json!({"stopped": false}),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    natsproc::send_signal(pid as i32, Signal::KILL);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    !pid_alive(pid)
+}
+
+impl StartError {
+    fn pid(&self) -> u32 {
+        match self {
+            StartError::Spawn(SpawnError::AlreadyRunning { pid, .. })
+            | StartError::ExitedAtStart { pid, .. }
+            | StartError::NoAnswer { pid, .. }
+            | StartError::Stopped { pid } => *pid,
+            StartError::Spawn(SpawnError::Log { .. } | SpawnError::Exec { .. })
+            | StartError::PortTaken { .. }
+            | StartError::NatsBinary(_) => 0,
+        }
+    }
 }
 
 impl Manager {
     pub fn new(workdir: PathBuf, identity: String, emulator_binary: PathBuf) -> Manager {
+        let processes = Processes::load(&workdir);
         Manager {
             workdir,
             identity,
             emulator_binary,
+            processes,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .no_proxy()
                 .build()
                 .unwrap_or_default(),
+            downloads: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
         }
     }
 
-    fn ensure_workdir(&self) -> Result<(), String> {
-        std::fs::create_dir_all(&self.workdir)
-            .map_err(|e| format!("cannot create {}: {e}", self.workdir.display()))
+    /// Runs one decoded request.
+    pub async fn handle(&self, request: Request) -> RpcReply {
+        match self.run(request).await {
+            Ok(data) => RpcReply::ok(data),
+            Err(e) => {
+                let message = crate::one_line(&e);
+                tracing::warn!(error = %message, "emulator agent action failed");
+                let mut reply = RpcReply::error(StatusCode::Aborted, message);
+                reply.data = e.reply_data();
+                reply
+            }
+        }
     }
 
-    /// Runs one validated action.
-    pub async fn handle(&self, action: &str, input: &Map<String, Value>) -> RpcReply {
-        if let Err(e) = self.ensure_workdir() {
-            return aborted(e, json!({}));
-        }
-        let int = |k: &str| input.get(k).and_then(Value::as_i64).unwrap_or(0);
-        let text = |k: &str| {
-            input
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        match action {
-            "download" => {
-                self.download(
-                    &text("url"),
-                    &text("target"),
-                    input.get("sha256").and_then(Value::as_str),
-                )
+    async fn run(&self, request: Request) -> Result<Value, ActionError> {
+        std::fs::create_dir_all(&self.workdir).map_err(|source| ActionError::Workdir {
+            action: request.action(),
+            path: self.workdir.clone(),
+            source,
+        })?;
+        match request {
+            Request::Download(d) => self.download(d).await,
+            Request::Start(s) => {
+                let monitor = s.monitor;
+                self.start(s)
+                    .await
+                    .map_err(|source| ActionError::Start { monitor, source })
+            }
+            Request::Stop { port } => self
+                .stop(port)
                 .await
-            }
-            "start" => self.start(input).await,
-            "stop" => self.stop(int("port")).await,
-            "status" => self.status(int("port")).await,
-            "start_nats" => self.start_nats(int("port"), int("monitor_port")).await,
-            "stop_nats" => self.stop_nats().await,
-            other => RpcReply::error(
-                StatusCode::UnknownAction,
-                format!("Unknown action {other} for agent emulator"),
-            ),
+                .map_err(|source| ActionError::Stop { port, source }),
+            Request::Status { port } => Ok(self.status(port).await),
+            Request::StartNats { port, monitor_port } => self
+                .start_nats(port, monitor_port)
+                .await
+                .map_err(|source| ActionError::StartNats {
+                    port,
+                    monitor_port,
+                    source,
+                }),
+            Request::StopNats => self
+                .stop_nats()
+                .await
+                .map_err(|source| ActionError::StopNats { source }),
         }
     }
 
-    async fn download(&self, url: &str, target: &str, sha256: Option<&str>) -> RpcReply {
-        let path = self.workdir.join(target);
-        let partial = self.workdir.join(format!(".{target}.partial"));
-        let result = async {
-            let response = self
-                .http
-                .get(url)
-                .timeout(Duration::from_secs(600))
-                .send()
-                .await
-                .map_err(|e| format!("cannot download {url}: {e}"))?;
-            if !response.status().is_success() {
-                return Err(format!("cannot download {url}: HTTP {}", response.status()));
-            }
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| format!("cannot download {url}: {e}"))?;
-            let digest = Sha256::digest(&bytes);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            if let Some(expected) = sha256
-                && !expected.eq_ignore_ascii_case(&hex)
-            {
-                return Err(format!(
-                    "checksum mismatch for {url}: expected {expected}, got {hex}"
-                ));
-            }
-            std::fs::write(&partial, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
-            std::fs::rename(&partial, &path)
-                .map_err(|e| format!("cannot move into {}: {e}", path.display()))?;
-            Ok((bytes.len(), hex))
-        }
-        .await;
-        match result {
-            Ok((size, hex)) => ok(
-                json!({"success": true, "size": size, "sha256": hex, "path": path.display().to_string()}),
-            ),
-            Err(message) => {
-                let _ = std::fs::remove_file(&partial);
-                aborted(message, json!({"success": false}))
-            }
+    async fn download(&self, d: Download) -> Result<Value, ActionError> {
+        match download::fetch(&self.downloads, &d, &self.workdir).await {
+            Ok(f) => Ok(json!({
+                "success": true,
+                "size": f.size,
+                "sha256": f.sha256,
+                "path": f.path.display().to_string(),
+            })),
+            Err(source) => Err(ActionError::Download {
+                url: d.url,
+                target: d.target,
+                source,
+            }),
         }
     }
 
-    async fn vars(&self, port: i64) -> Option<Value> {
+    async fn vars(&self, port: u16) -> Option<Value> {
         let url = format!("http://127.0.0.1:{port}/debug/vars");
         self.http.get(url).send().await.ok()?.json().await.ok()
     }
 
-    fn emulator_pid_file(&self, port: i64) -> PathBuf {
-        self.workdir.join(format!("emulator-{port}.pid"))
+    /// An informational pid file for people and scripts; the daemon never reads it.
+    fn pid_file(&self, role: Role) -> PathBuf {
+        match role {
+            Role::Emulator { monitor } => self.workdir.join(format!("emulator-{monitor}.pid")),
+            Role::Nats => self.workdir.join("nats-server.pid"),
+        }
     }
 
-    async fn start(&self, input: &Map<String, Value>) -> RpcReply {
-        let monitor = input.get("monitor").and_then(Value::as_i64).unwrap_or(8080);
-        if !(1..=65535).contains(&monitor) {
-            return RpcReply::error(
-                StatusCode::InvalidData,
-                format!("monitor port {monitor} is out of range"),
-            );
+    async fn start(&self, s: Start) -> Result<Value, StartError> {
+        let role = Role::Emulator { monitor: s.monitor };
+        if let Some(t) = self.processes.get(role)
+            && t.liveness() == Liveness::Running
+        {
+            return Err(SpawnError::AlreadyRunning { role, pid: t.pid }.into());
         }
-        for (k, min) in [("instances", 1), ("agents", 0), ("collectives", 1)] {
-            let v = input.get(k).and_then(Value::as_i64).unwrap_or(0);
-            if v < min || v > 1_000_000 {
-                return RpcReply::error(
-                    StatusCode::InvalidData,
-                    format!("{k} must be between {min} and 1000000, got {v}"),
-                );
-            }
-        }
-        if let Some(vars) = self.vars(monitor).await {
-            return aborted(
-                format!(
-                    "an emulator is already running on monitor port {monitor} (pid {})",
-                    vars["config"]["pid"]
-                ),
-                json!({"status": true, "pid": vars["config"]["pid"]}),
-            );
+        if let Some(vars) = self.vars(s.monitor).await {
+            return Err(StartError::PortTaken {
+                named: vars["config"]["pid"].to_string(),
+            });
         }
         let downloaded = self.workdir.join("emulator");
         let binary = if downloaded.is_file() {
@@ -205,148 +263,160 @@ impl Manager {
         } else {
             self.emulator_binary.clone()
         };
-        let name = input
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| self.identity.clone());
         let mut args: Vec<String> = vec![
             "--instances".into(),
-            input["instances"].to_string(),
+            s.instances.to_string(),
             "--agents".into(),
-            input["agents"].to_string(),
+            s.agents.to_string(),
             "--collectives".into(),
-            input["collectives"].to_string(),
+            s.collectives.to_string(),
             "--name".into(),
-            name,
+            s.name.unwrap_or_else(|| self.identity.clone()),
             "--http-port".into(),
-            monitor.to_string(),
+            s.monitor.to_string(),
             "--config".into(),
             "/dev/null".into(),
         ];
-        for server in input
-            .get("servers")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .split(',')
-        {
+        for server in s.servers {
             args.push("--server".into());
-            args.push(server.to_owned());
+            args.push(server);
         }
-        if input.get("tls").and_then(Value::as_bool).unwrap_or(false) {
+        if s.tls {
             args.push("--tls".into());
         }
-        let log = self.workdir.join(format!("emulator-{monitor}.log"));
-        let pid = match spawn_detached(&binary, &args, &log) {
-            Ok(pid) => pid,
-            Err(e) => {
-                return aborted(
-                    format!("cannot start {}: {e}", binary.display()),
-                    json!({"status": false}),
-                );
-            }
-        };
-        let _ = std::fs::write(self.emulator_pid_file(monitor), pid.to_string());
+        let log = self.workdir.join(format!("emulator-{}.log", s.monitor));
+        let tracked = self.processes.spawn(role, &binary, &args, &log)?;
+        let pid = tracked.pid;
+        let _ = std::fs::write(self.pid_file(role), pid.to_string());
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if let Some(vars) = self.vars(monitor).await
+        while started.elapsed() < START_WAIT {
+            if let Some(vars) = self.vars(s.monitor).await
                 && vars["config"]["pid"] == pid
             {
-                return ok(
+                return Ok(
                     json!({"status": true, "pid": pid, "message": format!("started emulator pid {pid}")}),
                 );
             }
-            if !pid_alive(pid) {
-                let tail = tail(&log);
-                return aborted(
-                    format!("the emulator exited at start: {tail}"),
-                    json!({"status": false, "pid": pid}),
-                );
-            }
+            self.still_starting(role, &tracked)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        aborted(
-            "the emulator did not answer /debug/vars within 60s",
-            json!({"status": false, "pid": pid}),
-        )
+        Err(StartError::NoAnswer {
+            pid,
+            waited: START_WAIT,
+        })
     }
 
-    async fn stop(&self, port: i64) -> RpcReply {
-        let pid = match self.vars(port).await {
-            Some(vars) => vars["config"]["pid"].as_u64().map(|p| p as u32),
-            None => read_pid(&self.emulator_pid_file(port)).filter(|p| pid_alive(*p)),
-        };
-        let Some(pid) = pid else {
-            return ok(
-                json!({"status": true, "message": format!("no emulator on monitor port {port}")}),
-            );
-        };
-        let gone = terminate(pid, Duration::from_secs(20)).await;
-        let answering = self.vars(port).await.is_some();
-        if gone && !answering {
-            let _ = std::fs::remove_file(self.emulator_pid_file(port));
-            ok(json!({"status": true}))
-        } else {
-            aborted(
-                format!("emulator pid {pid} did not stop"),
-                json!({"status": false}),
-            )
+    /// Whether the process `start`/`start_nats` launched is still running and tracked.
+    fn still_starting(&self, role: Role, launched: &Tracked) -> Result<(), StartError> {
+        match self.processes.get(role) {
+            Some(t) if t.pid == launched.pid && t.start_time == launched.start_time => {
+                match t.liveness() {
+                    Liveness::Running => Ok(()),
+                    Liveness::Exited(how) => Err(StartError::ExitedAtStart {
+                        pid: t.pid,
+                        how,
+                        first_line: first_error_line(&t.log),
+                        log: t.log,
+                    }),
+                }
+            }
+            // A `stop` ended and forgot it meanwhile.
+            Some(_) | None => Err(StartError::Stopped { pid: launched.pid }),
         }
     }
 
-    async fn status(&self, port: i64) -> RpcReply {
+    async fn stop(&self, port: u16) -> Result<Value, StopError> {
+        let role = Role::Emulator { monitor: port };
+        let stopped = self.processes.stop(role, Duration::from_secs(20)).await;
+        self.stopped(role, stopped, "status").await
+    }
+
+    async fn stop_nats(&self) -> Result<Value, StopError> {
+        let stopped = self
+            .processes
+            .stop(Role::Nats, Duration::from_secs(5))
+            .await;
+        self.stopped(Role::Nats, stopped, "stopped").await
+    }
+
+    /// The reply to `stop`/`stop_nats`: exactly what was done.
+    async fn stopped(&self, role: Role, stopped: Stopped, key: &str) -> Result<Value, StopError> {
+        let message = stopped.describe(role);
+        tracing::info!(role = %role, what = %message, "stop");
+        let pid = match &stopped {
+            Stopped::NothingTracked => {
+                if let Role::Emulator { monitor } = role
+                    && let Some(vars) = self.vars(monitor).await
+                {
+                    return Err(StopError::NotOurs {
+                        named: vars["config"]["pid"].to_string(),
+                    });
+                }
+                0
+            }
+            Stopped::AlreadyExited { pid, .. } | Stopped::Stopped { pid, .. } => *pid,
+            Stopped::Stuck { .. } => return Err(StopError::Stuck(message)),
+        };
+        let _ = std::fs::remove_file(self.pid_file(role));
+        Ok(json!({key: true, "pid": pid, "message": message}))
+    }
+
+    async fn status(&self, port: u16) -> Value {
+        let role = Role::Emulator { monitor: port };
+        let tracked = self.processes.get(role);
         match self.vars(port).await {
-            Some(v) => ok(json!({
-                "running": true,
-                "pid": v["config"]["pid"],
-                "name": v["name"],
-                "instances": v["config"]["instances"],
-                "connected": v["emulator"]["instances"]["connected"],
-                "tls": v["config"]["TLS"] == 1,
-                "memory": v["memstats"]["Sys"],
-                "message": "running",
-            })),
+            Some(v) => {
+                let ours = tracked.as_ref().is_some_and(|t| {
+                    v["config"]["pid"] == t.pid && t.liveness() == Liveness::Running
+                });
+                let message = if ours {
+                    "running".to_owned()
+                } else {
+                    format!(
+                        "running, but not started by this daemon (pid {} answers on port {port})",
+                        v["config"]["pid"]
+                    )
+                };
+                json!({
+                    "running": true,
+                    "pid": v["config"]["pid"],
+                    "name": v["name"],
+                    "instances": v["config"]["instances"],
+                    "connected": v["emulator"]["instances"]["connected"],
+                    "tls": v["config"]["TLS"] == 1,
+                    "memory": v["memstats"]["Sys"],
+                    "message": message,
+                })
+            }
             None => {
-                let message = match read_pid(&self.emulator_pid_file(port)) {
-                    Some(pid) if pid_alive(pid) => format!(
-                        "emulator pid {pid} is alive but /debug/vars on port {port} does not answer"
-                    ),
-                    Some(pid) => format!(
-                        "the emulator (pid {pid}) died; see {}",
-                        self.workdir.join(format!("emulator-{port}.log")).display()
-                    ),
+                let message = match &tracked {
+                    Some(t) => match t.liveness() {
+                        Liveness::Running => format!(
+                            "emulator pid {} is alive but /debug/vars on port {port} does not answer",
+                            t.pid
+                        ),
+                        Liveness::Exited(how) => format!(
+                            "the emulator (pid {}) died ({how}): {}; see {}",
+                            t.pid,
+                            first_error_line(&t.log),
+                            t.log.display()
+                        ),
+                    },
                     None => "not running".to_owned(),
                 };
-                ok(
-                    json!({"running": false, "pid": 0, "name": "", "instances": 0, "connected": 0, "tls": false, "memory": 0, "message": message}),
-                )
+                json!({"running": false, "pid": 0, "name": "", "instances": 0, "connected": 0, "tls": false, "memory": 0, "message": message})
             }
         }
     }
 
-    fn nats_pid_file(&self) -> PathBuf {
-        self.workdir.join("nats-server.pid")
-    }
-
-    async fn start_nats(&self, port: i64, monitor: i64) -> RpcReply {
-        for p in [port, monitor] {
-            if !(1..=65535).contains(&p) {
-                return RpcReply::error(
-                    StatusCode::InvalidData,
-                    format!("port {p} is out of range"),
-                );
-            }
+    async fn start_nats(&self, port: u16, monitor: u16) -> Result<Value, StartError> {
+        let role = Role::Nats;
+        if let Some(t) = self.processes.get(role)
+            && t.liveness() == Liveness::Running
+        {
+            return Err(SpawnError::AlreadyRunning { role, pid: t.pid }.into());
         }
-        if let Some(pid) = read_pid(&self.nats_pid_file()).filter(|p| pid_alive(*p)) {
-            return aborted(
-                format!("nats-server is already running (pid {pid})"),
-                json!({"running": true, "pid": pid}),
-            );
-        }
-        let binary = match natsproc::nats_server_binary() {
-            Ok(b) => b,
-            Err(e) => return aborted(e.to_string(), json!({"running": false})),
-        };
+        let binary = natsproc::nats_server_binary().map_err(StartError::NatsBinary)?;
         let log = self.workdir.join(format!("nats-server-{port}.log"));
         let mut args: Vec<String> = Vec::new();
         // A cluster configuration (routes) written by the host's provisioning, if any; the
@@ -364,74 +434,85 @@ impl Manager {
             "-m".into(),
             monitor.to_string(),
         ]);
-        let pid = match spawn_detached(&binary, &args, &log) {
-            Ok(pid) => pid,
-            Err(e) => {
-                return aborted(
-                    format!("cannot start nats-server: {e}"),
-                    json!({"running": false}),
-                );
-            }
-        };
-        let _ = std::fs::write(self.nats_pid_file(), pid.to_string());
+        let tracked = self.processes.spawn(role, &binary, &args, &log)?;
+        let pid = tracked.pid;
+        let _ = std::fs::write(self.pid_file(role), pid.to_string());
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(20) {
-            let url = format!("http://127.0.0.1:{monitor}/varz");
+        let url = format!("http://127.0.0.1:{monitor}/varz");
+        while started.elapsed() < NATS_START_WAIT {
             if let Ok(r) = self.http.get(&url).send().await
                 && r.status().is_success()
             {
-                return ok(json!({"running": true, "pid": pid}));
+                return Ok(json!({"running": true, "pid": pid}));
             }
-            if !pid_alive(pid) {
-                return aborted(
-                    format!("nats-server exited at start: {}", tail(&log)),
-                    json!({"running": false, "pid": pid}),
-                );
-            }
+            self.still_starting(role, &tracked)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        aborted(
-            "nats-server did not answer on its monitor port within 20s",
-            json!({"running": false, "pid": pid}),
-        )
-    }
-
-    async fn stop_nats(&self) -> RpcReply {
-        let Some(pid) = read_pid(&self.nats_pid_file()) else {
-            return ok(json!({"stopped": true}));
-        };
-        if pid_alive(pid) && !terminate(pid, Duration::from_secs(5)).await {
-            return aborted(
-                format!("nats-server pid {pid} did not stop"),
-                json!({"stopped": false}),
-            );
-        }
-        let _ = std::fs::remove_file(self.nats_pid_file());
-        ok(json!({"stopped": true}))
+        Err(StartError::NoAnswer {
+            pid,
+            waited: NATS_START_WAIT,
+        })
     }
 }
 
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+/// The first line of the error a program printed before exiting, from the end of its log:
+/// the line after `Error: ` (anyhow's report; what follows, causes and a backtrace, is left
+/// to the log), else a panic's message, else the last non-empty line.
+pub fn first_error_line(log: &Path) -> String {
+    const TAIL: u64 = 64 * 1024;
+    let text = read_tail(log, TAIL).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(line) = lines.iter().rev().find_map(|l| l.strip_prefix("Error: ")) {
+        return line.trim().to_owned();
+    }
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let message = lines.get(i + 1).map(|m| m.trim()).unwrap_or_default();
+        return format!("{} {message}", lines[i].trim()).trim().to_owned();
+    }
+    match lines.iter().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => line.trim().to_owned(),
+        None => "it printed nothing".to_owned(),
+    }
 }
 
-/// Starts `binary` in its own process group with output to `log`; a background task reaps it.
-fn spawn_detached(binary: &Path, args: &[String], log: &Path) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt as _;
-    let out = std::fs::File::create(log)?;
-    let err = out.try_clone()?;
-    let mut child = std::process::Command::new(binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()?;
-    let pid = child.id();
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(pid)
+fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        std::fs::write(&log, text).unwrap();
+        first_error_line(&log)
+    }
+
+    #[test]
+    fn the_first_line_of_an_error_not_the_end_of_its_backtrace() {
+        let anyhow_report = "2026-01-01T00:00:00Z  INFO emulator: starting\n\
+            Error: cannot bind HTTP on 0.0.0.0:8080\n\n\
+            Caused by:\n    Address already in use (os error 98)\n\n\
+            Stack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n\
+             at /root/.cargo/registry/src/anyhow-1.0/src/error.rs:83:36\n\
+               1: emulator::main\n             at ./src/main.rs:70:5\n\
+               2: core::ops::function::FnOnce::call_once\n";
+        assert_eq!(line_of(anyhow_report), "cannot bind HTTP on 0.0.0.0:8080");
+        assert_eq!(
+            line_of(
+                "thread 'main' panicked at src/main.rs:3:5:\nboom\nnote: run with RUST_BACKTRACE=1\n"
+            ),
+            "thread 'main' panicked at src/main.rs:3:5: boom"
+        );
+        assert_eq!(line_of("one\ntwo\n\n"), "two");
+        assert_eq!(line_of(""), "it printed nothing");
+    }
 }

@@ -4,6 +4,7 @@
 mod corpus;
 mod hooks;
 mod inputs;
+mod interrupt;
 mod locks;
 mod nodes;
 mod rpc;

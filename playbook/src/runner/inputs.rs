@@ -69,7 +69,7 @@ impl Run<'_> {
             .pb
             .inputs
             .iter()
-            .filter(|i| i.required && i.data.is_none() && !i.dynamic)
+            .filter(|i| crate::spec::show::must_be_given(i))
             .filter(|i| !self.opts.values.get(&i.name).is_some_and(truthy))
             .map(|i| i.name.as_str())
             .collect();

@@ -265,6 +265,8 @@ pub struct TaskContext<'a> {
     pub(crate) env: &'a EnvOverlay,
     pub(crate) http: &'a HttpClients,
     pub(crate) broker: &'a crate::choria::Broker,
+    /// Cancelled when the run is interrupted: the task should stop what it started.
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// One runnable task attempt.

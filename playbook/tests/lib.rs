@@ -2,6 +2,7 @@
 //! against playbooks written into temporary directories.
 
 mod corpus;
+mod file_store;
 mod hooks;
 mod inputs;
 mod interrupt;

@@ -193,7 +193,7 @@ impl ConsulClient {
         }
         let resp = req.send().await.map_err(|e| ConsulError::Transport {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: super::http_failure(&e),
         })?;
         let status = resp.status().as_u16();
         let index = resp
@@ -203,7 +203,7 @@ impl ConsulClient {
             .and_then(|v| v.parse().ok());
         let text = resp.text().await.map_err(|e| ConsulError::Transport {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: super::http_failure(&e),
         })?;
         Ok((status, index, text))
     }
@@ -420,7 +420,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 fn store_err(e: ConsulError) -> StoreError {
-    StoreError::Failed(e.to_string())
+    StoreError::Consul(e)
 }
 
 /// The `consul` data store.
@@ -510,7 +510,7 @@ impl DataStore for ConsulStore {
                     return Err(store_err(e));
                 }
             }
-            if tokio::time::Instant::now() + super::LOCK_POLL > deadline {
+            if tokio::time::Instant::now() >= deadline {
                 let _ = self.client.session_destroy(&session).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
@@ -521,7 +521,7 @@ impl DataStore for ConsulStore {
             if let Err(e) = self.client.session_renew(&session).await {
                 return Err(store_err(e));
             }
-            tokio::time::sleep(super::LOCK_POLL).await;
+            super::lock_pause(deadline).await;
         }
         tracing::debug!(key, session, "consul lock obtained");
         let lost = Arc::new(AtomicBool::new(false));

@@ -20,6 +20,37 @@ use super::{DataStore, Lock, StoreError, StoreKind, check_path_key, seconds_prop
 /// Default client URL.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:2379";
 
+/// etcd gateway failures; each names the endpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EtcdError {
+    /// No answer: connection refused, timeout...
+    #[error("etcd request to {url} failed: {reason}")]
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// Why (connection refused, timed out, ...).
+        reason: String,
+    },
+    /// etcd answered with an error status.
+    #[error("etcd {url} returned HTTP {status}: {body}")]
+    Status {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+    /// The answer could not be understood.
+    #[error("etcd {url} returned an unexpected body: {reason}")]
+    Decode {
+        /// The endpoint.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 #[derive(Clone)]
 struct Api {
     base: String,
@@ -28,29 +59,30 @@ struct Api {
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Value) -> Result<Value, StoreError> {
+    async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.post(&url).json(&body);
         if let Some(t) = &self.token {
             req = req.header("Authorization", t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| StoreError::Failed(format!("etcd request to {url} failed: {e}")))?;
+        let transport = |e: reqwest::Error| EtcdError::Transport {
+            url: url.clone(),
+            reason: super::http_failure(&e),
+        };
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| StoreError::Failed(format!("etcd response from {url}: {e}")))?;
+        let text = resp.text().await.map_err(transport)?;
         if !status.is_success() {
-            return Err(StoreError::Failed(format!(
-                "etcd {path} returned HTTP {status}: {}",
-                text.trim()
-            )));
+            return Err(EtcdError::Status {
+                url,
+                status: status.as_u16(),
+                body: text.trim().to_string(),
+            });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Failed(format!("etcd {path} returned invalid JSON: {e}")))
+        serde_json::from_str(&text).map_err(|e| EtcdError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -150,16 +182,16 @@ impl DataStore for EtcdStore {
         let text = crate::template::stringify(value);
         self.api
             .post("/v3/kv/put", json!({"key": b64(key), "value": b64(&text)}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_path_key(StoreKind::Etcd, key)?;
         self.api
             .post("/v3/kv/deleterange", json!({"key": b64(key)}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
@@ -172,9 +204,10 @@ impl DataStore for EtcdStore {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => {
-                return Err(StoreError::Failed(format!(
-                    "etcd did not grant a lease: {grant}"
-                )));
+                return Err(StoreError::Etcd(EtcdError::Decode {
+                    url: format!("{}/v3/lease/grant", self.api.base),
+                    reason: format!("no lease ID in {grant}"),
+                }));
             }
         };
         let owner = super::lock_owner();
@@ -188,13 +221,13 @@ impl DataStore for EtcdStore {
                 Ok(r) => r,
                 Err(e) => {
                     revoke(&self.api, &lease).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
                 break;
             }
-            if tokio::time::Instant::now() + super::LOCK_POLL > deadline {
+            if tokio::time::Instant::now() >= deadline {
                 revoke(&self.api, &lease).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
@@ -208,9 +241,9 @@ impl DataStore for EtcdStore {
                 .await
             {
                 revoke(&self.api, &lease).await;
-                return Err(e);
+                return Err(e.into());
             }
-            tokio::time::sleep(super::LOCK_POLL).await;
+            super::lock_pause(deadline).await;
         }
         tracing::debug!(key, lease, "etcd lock obtained");
         let lost = Arc::new(AtomicBool::new(false));
@@ -287,7 +320,7 @@ impl Lock for EtcdLock {
         self.keeper.abort();
         self.api
             .post("/v3/lease/revoke", json!({"ID": self.lease}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }

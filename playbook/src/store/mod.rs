@@ -14,12 +14,15 @@ mod memory;
 mod shell;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use environment::EnvOverlay;
+pub use etcd::EtcdError;
 
 use crate::schema::{Prop, Shape, opt, req};
 
@@ -167,6 +170,72 @@ pub enum StoreError {
     /// Any other failure (I/O, command exit codes, parse errors).
     #[error("{0}")]
     Failed(String),
+    /// A file store's file cannot be used.
+    #[error("data file {}: {problem}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: FileProblem,
+    },
+    /// A Consul request failed.
+    #[error(transparent)]
+    Consul(#[from] consul::ConsulError),
+    /// An etcd request failed.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// Why a file store's file cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FileProblem {
+    /// The path is a directory.
+    #[error("it is a directory, not a file")]
+    Directory,
+    /// The file cannot be read (permissions, I/O).
+    #[error("cannot read it: {0}")]
+    Read(#[source] Arc<std::io::Error>),
+    /// The file is empty: refused, since an interrupted write leaves exactly that.
+    #[error(
+        "it is empty; a data file must hold a mapping (write {{}} to it to start an empty store)"
+    )]
+    Empty,
+    /// The file is not valid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// The file is not valid YAML.
+    #[error("invalid YAML at line {line} column {column}: {error}", line = .0.mark.line, column = .0.mark.column, error = .0)]
+    Yaml(#[source] crate::yaml::YamlError),
+    /// The top level is not a mapping.
+    #[error("it must contain a mapping, not {0}")]
+    NotMapping(String),
+    /// The file could not be replaced.
+    #[error("cannot write it: {0}")]
+    Write(#[source] Arc<std::io::Error>),
+}
+
+/// Says why an HTTP request got no answer: connection refused, timed out, or the innermost
+/// cause, instead of reqwest's generic "error sending request".
+pub(crate) fn http_failure(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut io_kind = None;
+    let mut innermost = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = c.to_string();
+        cause = c.source();
+    }
+    match io_kind {
+        _ if e.is_timeout() => "timed out".to_string(),
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
+        Some(std::io::ErrorKind::TimedOut) => "timed out".to_string(),
+        _ => innermost,
+    }
 }
 
 /// A key/value store used by data-bound inputs, the `data` task and locks.
@@ -206,6 +275,13 @@ pub trait Lock: Send + Sync {
 
 /// How often a waiting lock acquisition retries.
 pub(crate) const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// Sleeps until the next lock attempt: [`LOCK_POLL`], or less so that the last attempt is made
+/// at the deadline itself (a lock wait lasts the whole timeout, not up to a poll less).
+pub(crate) async fn lock_pause(deadline: tokio::time::Instant) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep(left.min(LOCK_POLL)).await;
+}
 
 /// A value identifying this process as a lock holder.
 pub(crate) fn lock_owner() -> String {

@@ -106,7 +106,7 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
         Ok(code) => Ok(code),
         Err(Error::Runtime(e)) => Err(Error::Runtime(e)),
         Err(e @ Error::Usage(_)) => {
-            let _ = writeln!(std::io::stderr(), "{e}");
+            let _ = writeln!(std::io::stderr(), "playbook: {e}");
             Ok(EXIT_USAGE)
         }
         Err(e @ (Error::Invalid(..) | Error::Output(_))) => {
@@ -128,6 +128,17 @@ fn dispatch(args: Vec<OsString>) -> Result<u8, Error> {
     }
     let matches = match command.try_get_matches_from(&args) {
         Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    | clap::error::ErrorKind::MissingSubcommand
+            ) =>
+        {
+            // No command at all: the full usage helps more than one line.
+            let _ = e.print();
+            return Ok(EXIT_USAGE);
+        }
         Err(e) if e.use_stderr() => return Err(Error::Usage(one_line(&e))),
         Err(e) => {
             let _ = e.print();
@@ -165,7 +176,7 @@ fn one_line(e: &clap::Error) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    format!("playbook: {} (see --help)", parts.join(" "))
+    format!("{} (see --help)", parts.join(" "))
 }
 
 /// Finds the playbook of a `run` command before full parsing, so its inputs can become flags.

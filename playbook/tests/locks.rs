@@ -206,7 +206,10 @@ fn unreachable_stores_fail_clearly_and_run_no_tasks() {
     Test::new()
         .playbook(&format!("data_stores:\n  e:\n    type: etcd\n    url: http://127.0.0.1:{port}\n    timeout: 2\nlocks:\n  - e\ntasks:\n  - shell:\n      command: echo must-not-run\n"))
         .args(&["run", "pb.yaml"])
-        .stdout_has("etcd request to http://127.0.0.1:")
+        .stdout_has(&format!(
+            "etcd request to http://127.0.0.1:{port}/v3/lease/grant failed: connection refused"
+        ))
+        .stdout_lacks("error sending request")
         .stdout_has("Tasks Ran: 0")
         .stderr_lacks("must-not-run")
         .stderr_lacks("panicked")
@@ -216,7 +219,8 @@ fn unreachable_stores_fail_clearly_and_run_no_tasks() {
         .playbook("data_stores:\n  c:\n    type: consul\n    timeout: 2\nlocks:\n  - c\ntasks:\n  - shell:\n      command: echo must-not-run\n")
         .env("CONSUL_HTTP_ADDR", &format!("127.0.0.1:{port}"))
         .args(&["run", "pb.yaml"])
-        .stdout_has(&format!("Consul request to http://127.0.0.1:{port}/v1/session/create failed"))
+        .stdout_has(&format!("Consul request to http://127.0.0.1:{port}/v1/session/create failed: connection refused"))
+        .stdout_lacks("error sending request")
         .stdout_has("Tasks Ran: 0")
         .stderr_lacks("must-not-run")
         .stderr_lacks("panicked")
@@ -638,4 +642,22 @@ async fn an_etcd_lock_wait_lasts_the_whole_timeout() {
         .await
         .expect("join");
     assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_errors_name_the_endpoint_and_the_status_with_its_body() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    // Authentication is not enabled on the test etcd: it answers 412 with a JSON body.
+    let t = Test::new()
+        .playbook(&format!("data_stores:\n  e:\n    type: etcd\n    url: {url}\n    user: u\n    password: p\ntasks:\n  - shell:\n      command: echo must-not-run\n"))
+        .args(&["run", "pb.yaml"])
+        .status(1)
+        .stdout_has(&format!("etcd {url}/v3/auth/authenticate returned HTTP 412: "))
+        .stdout_has("authentication is not enabled")
+        .stdout_has("Tasks Ran: 0")
+        .stderr_lacks("must-not-run");
+    tokio::task::spawn_blocking(move || t.run())
+        .await
+        .expect("join");
 }

@@ -124,7 +124,7 @@ fn loglevel_flag_filters_logs() {
     Test::new()
         .playbook(TWO_TASKS)
         .args(&["run", "pb.yaml", "--loglevel", "loud"])
-        .status(1)
+        .status(2)
         .stderr_has("invalid value 'loud'")
         .run();
 }
@@ -191,7 +191,43 @@ fn help_lists_the_input_flags() {
 
 #[test]
 fn no_arguments_prints_usage_and_fails() {
-    Test::new().status(1).stderr_has("Usage: playbook").run();
+    Test::new().status(2).stderr_has("Usage: playbook").run();
+}
+
+#[test]
+fn usage_errors_exit_2_on_one_line_even_with_rust_backtrace() {
+    for args in [
+        &["run", "pb.yaml", "--bogus"][..],
+        &["run", "pb.yaml", "--loglevel", "loud"][..],
+        &["run"][..],
+        &["frobnicate"][..],
+        &["run", "pb.yaml", "--config", "/nonexistent/client.cfg"][..],
+    ] {
+        let out = Test::new()
+            .playbook(TWO_TASKS)
+            .env("RUST_BACKTRACE", "1")
+            .args(args)
+            .status(2)
+            .stderr_lacks("backtrace")
+            .stderr_lacks("panicked")
+            .stdout_lacks("Tasks Ran")
+            .run();
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].starts_with("playbook: "), "{args:?}: {lines:?}");
+    }
+}
+
+#[test]
+fn logs_carry_no_ansi_colour_when_stderr_is_not_a_terminal() {
+    Test::new()
+        .playbook(TWO_TASKS)
+        .env("PLAYBOOK_TRACE", "debug")
+        .env("CLICOLOR_FORCE", "0")
+        .args(&["run", "pb.yaml"])
+        .stderr_has("About to run task")
+        .stderr_lacks("\u{1b}[")
+        .run();
 }
 
 #[test]

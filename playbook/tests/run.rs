@@ -244,3 +244,27 @@ fn shell_tasks_use_cwd_environment_and_timeout() {
         .run();
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
+
+#[test]
+fn console_and_report_show_the_same_task_time() {
+    let out = Test::new()
+        .playbook("tasks:\n  - shell:\n      description: slept first\n      command: 'sleep 0.2'\n      pre_sleep: 1\n")
+        .args(&["run", "pb.yaml", "--json"])
+        .run();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ok   tasks.shell"))
+        .unwrap_or_else(|| panic!("no task line:\n{}", out.stderr));
+    let shown: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('s').and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let recorded = report["tasks"][0]["run_time"].as_f64().expect("run_time");
+    assert_eq!(shown, recorded, "console {line:?} vs report {recorded}");
+    assert!(
+        (0.15..1.0).contains(&recorded),
+        "pre_sleep is not the task's time: {recorded}"
+    );
+}

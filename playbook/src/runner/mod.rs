@@ -69,14 +69,31 @@ pub enum RunError {
     #[error("{0}")]
     Input(String),
     /// A data store or lock problem.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("{context}: {source}")]
+    Store {
+        /// What the run was doing: `data store NAME (KIND) at FILE:LINE:COL`, `lock PATH`,
+        /// `saving input NAME to PATH`.
+        context: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
     /// A node set problem.
     #[error(transparent)]
     Nodes(#[from] NodeSetError),
     /// A task property problem.
-    #[error(transparent)]
-    Task(#[from] TaskError),
+    #[error("{list} {kind} task at {position}: {source}")]
+    Task {
+        /// The task list (`tasks`, `pre_book`, ...).
+        list: String,
+        /// The task type.
+        kind: crate::task::TaskKind,
+        /// `FILE:LINE:COL` of the task.
+        position: String,
+        /// The property error.
+        #[source]
+        source: TaskError,
+    },
     /// A signal stopped the run before its tasks started.
     #[error("interrupted by {0}")]
     Interrupted(StopSignal),
@@ -89,13 +106,38 @@ impl From<TemplateError> for RunError {
 }
 
 impl RunError {
+    /// A task property error with the task's list, type and position.
+    pub(crate) fn task(
+        pb: &Playbook,
+        list: &str,
+        spec: &crate::spec::TaskSpec,
+    ) -> impl FnOnce(TaskError) -> Self {
+        let (list, kind, position) = (
+            list.to_string(),
+            spec.kind,
+            format!("{}:{}", pb.file.display(), spec.mark),
+        );
+        move |source| Self::Task {
+            list,
+            kind,
+            position,
+            source,
+        }
+    }
+
+    /// A store error with what the run was doing.
+    pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
+        let context = context.into();
+        move |source| Self::Store { context, source }
+    }
+
     fn class(&self) -> &'static str {
         match self {
             Self::Template(_) => "TemplateError",
             Self::Input(_) => "InputError",
-            Self::Store(_) => "DataStoreError",
+            Self::Store { .. } => "DataStoreError",
             Self::Nodes(_) => "NodeSetError",
-            Self::Task(_) => "TaskValidationError",
+            Self::Task { .. } => "TaskValidationError",
             Self::Interrupted(_) => "Interrupted",
         }
     }
@@ -386,8 +428,20 @@ impl Run<'_> {
                 Value::Object(m) => m,
                 _ => spec.props.clone(),
             };
-            let store = crate::store::open(&spec.name, spec.kind, &props, &self.env).await?;
-            let timeout = crate::store::seconds_prop(&props, "timeout")?
+            let context = || {
+                RunError::store(format!(
+                    "data store {} ({}) at {}:{}",
+                    spec.name,
+                    spec.kind,
+                    self.pb.file.display(),
+                    spec.mark
+                ))
+            };
+            let store = crate::store::open(&spec.name, spec.kind, &props, &self.env)
+                .await
+                .map_err(context())?;
+            let timeout = crate::store::seconds_prop(&props, "timeout")
+                .map_err(context())?
                 .filter(|_| spec.kind != crate::store::StoreKind::Shell)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT);
             self.log.debug(
@@ -409,8 +463,9 @@ impl Run<'_> {
             };
             self.log
                 .info("pre.locks", format!("Obtaining playbook lock {path}"));
-            let (store, key, timeout) = self.stores.resolve(&path)?;
-            let held = store.lock(key, timeout).await?;
+            let context = || RunError::store(format!("lock {path}"));
+            let (store, key, timeout) = self.stores.resolve(&path).map_err(context())?;
+            let held = store.lock(key, timeout).await.map_err(context())?;
             self.log
                 .info("pre.locks", format!("Obtained playbook lock {path}"));
             self.locks.push((path, held));

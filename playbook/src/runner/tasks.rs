@@ -183,7 +183,8 @@ impl Run<'_> {
                 Value::Object(m) => m,
                 _ => spec.props.clone(),
             };
-            let task = crate::task::build(spec.kind, &props)?;
+            let task = crate::task::build(spec.kind, &props)
+                .map_err(RunError::task(self.pb, list, spec))?;
             let start_time = Utc::now();
             let started = Instant::now();
             let cancel = self.cancel.clone();
@@ -324,7 +325,8 @@ impl Run<'_> {
                     Value::Object(m) => m,
                     _ => spec.props.clone(),
                 };
-                let task = crate::task::build(spec.kind, &props)?;
+                let task = crate::task::build(spec.kind, &props)
+                    .map_err(RunError::task(self.pb, list, spec))?;
                 let line = format!(
                     "would run {list}[{}] {}: {}",
                     i + 1,

@@ -1,10 +1,15 @@
 //! The **execute** stage: Choria's run order and failure rules.
 //!
-//! Order: inputs → data stores → saved inputs → locks → uses → node sets → `pre_book` →
+//! Order: inputs → data stores → locks → saved inputs → uses → node sets → `pre_book` →
 //! `tasks` (each with `pre_task`/`post_task`) → `on_success` or `on_fail` → `post_book`.
 //! Task failures follow the hook rules; errors outside a task's execution (template errors,
 //! property errors, store/lock/discovery errors) abort the run, skipping later hooks.
-//! Locks are always released at the end (a deliberate change: Choria leaked them on aborts).
+//! Locks are always released at the end (a deliberate change: Choria leaked them on aborts),
+//! and are taken before inputs are saved (Choria saved first).
+//!
+//! SIGINT/SIGTERM ([`Interrupt`]): no further task starts, the running one is stopped,
+//! `on_fail` and `post_book` run under [`CLEANUP_DEADLINE`], and the outcome is
+//! "interrupted".
 
 mod inputs;
 mod interrupt;

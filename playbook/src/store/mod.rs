@@ -416,3 +416,32 @@ pub(crate) fn split_path(path: &str) -> Result<(&str, &str), StoreError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn http_failures_say_refused_or_timed_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .expect("client");
+        // Accepted by the kernel's backlog but never answered.
+        let e = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect_err("no answer");
+        assert_eq!(http_failure(&e), "timed out", "{e:?}");
+        drop(listener);
+        let e = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect_err("closed port");
+        assert_eq!(http_failure(&e), "connection refused", "{e:?}");
+    }
+}

@@ -87,18 +87,8 @@ pub enum RunError {
     #[error(transparent)]
     Nodes(#[from] NodeSetError),
     /// A task property problem.
-    #[error("{list} {kind} task at {position}: {source}")]
-    Task {
-        /// The task list (`tasks`, `pre_book`, ...).
-        list: String,
-        /// The task type.
-        kind: crate::task::TaskKind,
-        /// `FILE:LINE:COL` of the task.
-        position: String,
-        /// The property error.
-        #[source]
-        source: TaskError,
-    },
+    #[error(transparent)]
+    Task(#[from] TaskError),
     /// A signal stopped the run before its tasks started.
     #[error("interrupted by {0}")]
     Interrupted(StopSignal),
@@ -111,25 +101,6 @@ impl From<TemplateError> for RunError {
 }
 
 impl RunError {
-    /// A task property error with the task's list, type and position.
-    pub(crate) fn task(
-        pb: &Playbook,
-        list: &str,
-        spec: &crate::spec::TaskSpec,
-    ) -> impl FnOnce(TaskError) -> Self {
-        let (list, kind, position) = (
-            list.to_string(),
-            spec.kind,
-            format!("{}:{}", pb.file.display(), spec.mark),
-        );
-        move |source| Self::Task {
-            list,
-            kind,
-            position,
-            source,
-        }
-    }
-
     /// A store error with what the run was doing.
     pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
         let context = context.into();
@@ -142,7 +113,7 @@ impl RunError {
             Self::Input(_) => "InputError",
             Self::Store { .. } => "DataStoreError",
             Self::Nodes(_) => "NodeSetError",
-            Self::Task { .. } => "TaskValidationError",
+            Self::Task(_) => "TaskValidationError",
             Self::Interrupted(_) => "Interrupted",
         }
     }

@@ -183,8 +183,7 @@ impl Run<'_> {
                 Value::Object(m) => m,
                 _ => spec.props.clone(),
             };
-            let task = crate::task::build(spec.kind, &props)
-                .map_err(RunError::task(self.pb, list, spec))?;
+            let task = crate::task::build(spec.kind, &props)?;
             let start_time = Utc::now();
             let started = Instant::now();
             let cancel = self.cancel.clone();
@@ -325,8 +324,7 @@ impl Run<'_> {
                     Value::Object(m) => m,
                     _ => spec.props.clone(),
                 };
-                let task = crate::task::build(spec.kind, &props)
-                    .map_err(RunError::task(self.pb, list, spec))?;
+                let task = crate::task::build(spec.kind, &props)?;
                 let line = format!(
                     "would run {list}[{}] {}: {}",
                     i + 1,

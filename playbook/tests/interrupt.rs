@@ -215,3 +215,34 @@ async fn sigint_while_waiting_for_a_lock_stops_the_wait() {
         .expect("join");
     assert_eq!(code, 130, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_fail_and_post_book_after_an_interrupt_are_stopped_at_the_cleanup_deadline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_path_buf();
+    let body = format!(
+        "{HEADER}tasks:\n  - shell:\n      command: 'touch started; sleep 30'\nhooks:\n  on_fail:\n    - shell:\n        command: 'sleep 60'\n  post_book:\n    - shell:\n        command: 'touch post-book-ran'\n"
+    );
+    std::fs::write(d.join("pb.yaml"), &body).expect("write");
+    let child = spawn(&d, &["--report", "report.yaml"]);
+    wait_for(&d.join("started"), Duration::from_secs(20)).await;
+    let sent = Instant::now();
+    send(&child, Signal::INT);
+    let (code, text) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .expect("join");
+    let took = sent.elapsed();
+    assert_eq!(code, 130, "{text}");
+    let deadline = playbook::runner::CLEANUP_DEADLINE;
+    assert!(
+        took >= deadline && took < deadline + Duration::from_secs(3),
+        "took {took:?}\n{text}"
+    );
+    assert!(
+        text.contains("Interrupted by the 10s cleanup deadline"),
+        "{text}"
+    );
+    assert!(!d.join("post-book-ran").exists(), "{text}");
+    let report = std::fs::read_to_string(d.join("report.yaml")).expect("report");
+    assert!(report.contains("outcome: interrupted"), "{report}");
+}

@@ -154,6 +154,8 @@ pub(crate) struct Run<'a> {
     /// Whether `on_fail` and `post_book` have started (they run at most once each).
     on_fail_started: bool,
     post_book_started: bool,
+    /// Whether `on_fail`/`post_book` run after an interruption (under the cleanup deadline).
+    cleaning_up: bool,
 }
 
 /// Runs a loaded playbook.
@@ -187,6 +189,7 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
         cancel,
         on_fail_started: false,
         post_book_started: false,
+        cleaning_up: false,
     };
     run.register_secrets();
     run.log.info(
@@ -363,6 +366,7 @@ impl Run<'_> {
         );
         let cleanup = CancellationToken::new();
         self.cancel = cleanup.clone();
+        self.cleaning_up = true;
         let deadline = {
             let cleanup = cleanup.clone();
             tokio::spawn(async move {

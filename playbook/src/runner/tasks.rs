@@ -95,17 +95,22 @@ impl Run<'_> {
         self.log.warn(
             list,
             format!(
-                "{} received: starting no further task in {list}",
-                self.signal_name()
+                "Interrupted by {}: starting no further task in {list}",
+                self.stop_reason()
             ),
         );
         true
     }
 
-    fn signal_name(&self) -> &'static str {
-        match self.opts.interrupt.signal() {
-            Some(s) => s.name(),
-            None => "Deadline",
+    /// What is stopping the running tasks: the signal, or the cleanup deadline after it.
+    fn stop_reason(&self) -> String {
+        match (self.cleaning_up, self.opts.interrupt.signal()) {
+            (true, _) => format!(
+                "the {}s cleanup deadline",
+                super::CLEANUP_DEADLINE.as_secs()
+            ),
+            (false, Some(s)) => s.name().to_string(),
+            (false, None) => "a stop request".to_string(),
         }
     }
 
@@ -217,7 +222,7 @@ impl Run<'_> {
             runtime = started.elapsed().as_secs_f64();
             let stopped = cancel.is_cancelled();
             if stopped && !outcome.success {
-                outcome.msg = format!("Interrupted by {}: {}", self.signal_name(), outcome.msg);
+                outcome.msg = format!("Interrupted by {}: {}", self.stop_reason(), outcome.msg);
             }
             if spec.fail_ok && spec.tries == 1 && !outcome.success && !stopped {
                 self.log.warn(

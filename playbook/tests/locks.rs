@@ -629,13 +629,25 @@ async fn an_etcd_lock_wait_lasts_the_whole_timeout() {
         chrono::DateTime::parse_from_rfc3339(entry["time"].as_str().expect("time"))
             .expect("rfc3339")
     };
-    let waited = (time_of("Failed to obtain lock") - time_of("Obtaining playbook lock"))
+    // The acquisition's own measure of its wait, from its start to giving up.
+    let waited: f64 = stderr
+        .split("(waited ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no waited time in {stderr}"));
+    assert!(
+        (2.7..=3.3).contains(&waited),
+        "waited {waited:.3}s for a 3 s lock timeout"
+    );
+    // Seen from outside (log times include the HTTP calls around the wait, slower under load).
+    let outside = (time_of("Failed to obtain lock") - time_of("Obtaining playbook lock"))
         .to_std()
         .expect("positive")
         .as_secs_f64();
     assert!(
-        (2.7..=3.3).contains(&waited),
-        "waited {waited:.3}s for a 3 s lock timeout"
+        (2.95..5.0).contains(&outside),
+        "the run gave up {outside:.3}s after starting a 3 s lock wait"
     );
     std::fs::write(d.join("go"), "").expect("go");
     let (code, text) = tokio::task::spawn_blocking(move || finish(holder))

@@ -485,6 +485,8 @@ impl DataStore for ConsulStore {
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
         check_path_key(StoreKind::Consul, key)?;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let owner = super::lock_owner();
         let session = self
             .client
@@ -496,7 +498,6 @@ impl DataStore for ConsulStore {
             })
             .await
             .map_err(store_err)?;
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self
                 .client
@@ -511,10 +512,12 @@ impl DataStore for ConsulStore {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
+                let waited = started.elapsed().as_secs_f64();
                 let _ = self.client.session_destroy(&session).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited,
                 });
             }
             // The session must outlive a long wait.

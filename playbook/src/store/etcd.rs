@@ -196,6 +196,8 @@ impl DataStore for EtcdStore {
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
         check_path_key(StoreKind::Etcd, key)?;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let grant = self
             .api
             .post("/v3/lease/grant", json!({"TTL": self.ttl.to_string()}))
@@ -215,7 +217,6 @@ impl DataStore for EtcdStore {
             "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
             "success": [{"request_put": {"key": b64(key), "value": b64(&owner), "lease": lease}}],
         });
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let reply = match self.api.post("/v3/kv/txn", txn.clone()).await {
                 Ok(r) => r,
@@ -228,10 +229,12 @@ impl DataStore for EtcdStore {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
+                let waited = started.elapsed().as_secs_f64();
                 revoke(&self.api, &lease).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited,
                 });
             }
             // The lease must outlive a long wait.

@@ -71,6 +71,7 @@ impl DataStore for MemoryStore {
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited: started.elapsed().as_secs_f64(),
                 });
             }
             tokio::time::sleep(LOCK_POLL).await;

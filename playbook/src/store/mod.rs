@@ -157,12 +157,14 @@ pub enum StoreError {
         kind: StoreKind,
     },
     /// A lock could not be obtained in time.
-    #[error("Failed to obtain lock {key} after {seconds} seconds")]
+    #[error("Failed to obtain lock {key} after {seconds} seconds (waited {waited:.2} s)")]
     LockTimeout {
         /// The lock key.
         key: String,
         /// The timeout.
         seconds: f64,
+        /// How long the acquisition actually waited.
+        waited: f64,
     },
     /// The store configuration is wrong.
     #[error("{0}")]

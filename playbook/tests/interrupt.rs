@@ -143,7 +143,7 @@ async fn sigterm_exits_143_and_a_second_signal_exits_at_once() {
     let d = dir.path().to_path_buf();
     // on_fail takes 30 s: only the second signal can end the run quickly.
     let body = format!(
-        "{HEADER}tasks:\n  - shell:\n      command: 'touch started; sleep 30'\nhooks:\n  on_fail:\n    - shell:\n        command: 'touch on-fail-started; sleep 30'\n"
+        "{HEADER}tasks:\n  - shell:\n      command: 'touch started; sleep 30'\nhooks:\n  on_fail:\n    - shell:\n        command: 'sleep 30 & echo $! > on-fail.pid; touch on-fail-started; wait'\n"
     );
     std::fs::write(d.join("pb.yaml"), &body).expect("write");
     let child = spawn(&d, &[]);
@@ -162,6 +162,20 @@ async fn sigterm_exits_143_and_a_second_signal_exits_at_once() {
     );
     assert_eq!(code, 130, "the second signal's code\n{text}");
     assert!(text.contains("second signal (SIGINT)"), "{text}");
+    // Even an immediate exit stops the running hook's process group.
+    let sleeper: i32 = std::fs::read_to_string(d.join("on-fail.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid number");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while alive(sleeper) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !alive(sleeper),
+        "on_fail's sleep survived the second signal"
+    );
 
     // SIGTERM alone: exit 143 with an interrupted outcome.
     let body = format!("{HEADER}tasks:\n  - shell:\n      command: 'touch started2; sleep 30'\n");

@@ -79,8 +79,8 @@ impl Interrupt {
     }
 }
 
-/// Listens for SIGINT and SIGTERM: the first triggers `interrupt`, a second exits the process
-/// at once with its own exit code. Returns only if the handlers cannot be installed.
+/// Listens for SIGINT and SIGTERM: the first triggers `interrupt`, a second kills the process
+/// groups of running shell tasks and exits the process at once with its own exit code. Returns only if the handlers cannot be installed.
 pub async fn listen(interrupt: Interrupt) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
@@ -104,5 +104,6 @@ pub async fn listen(interrupt: Interrupt) {
         _ = term.recv() => StopSignal::Terminate,
     };
     eprintln!("playbook: second signal ({second}), exiting at once");
+    crate::task::kill_running_groups();
     std::process::exit(i32::from(second.exit_code()));
 }

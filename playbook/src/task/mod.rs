@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub(crate) use http::HttpClients;
+pub(crate) use shell::kill_running_groups;
 
 use crate::log::RunLog;
 use crate::schema::{Prop, Shape, opt, req};

@@ -5,7 +5,9 @@
 //! the run) or when the task is dropped, the whole group is stopped: SIGTERM, then SIGKILL
 //! after [`KILL_AFTER`].
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,10 +22,41 @@ use crate::store::str_prop;
 /// How long a stopped command's process group has between SIGTERM and SIGKILL.
 const KILL_AFTER: Duration = Duration::from_millis(500);
 
+/// Process groups of running commands, so that an immediate exit can still kill them.
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// SIGKILLs the process group of every running shell task (used before exiting at once on a
+/// second signal).
+pub(crate) fn kill_running_groups() {
+    for pgid in live().iter() {
+        if let Some(pid) = Pid::from_raw(*pgid) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+}
+
 /// The process group of a running command; dropping it kills the group unless disarmed.
 struct Group(Option<Pid>);
 
 impl Group {
+    fn new(pid: Option<Pid>) -> Self {
+        if let Some(p) = pid {
+            live().insert(p.as_raw_nonzero().get());
+        }
+        Self(pid)
+    }
+
+    /// The command finished on its own: leave what it started alone.
+    fn disarm(&mut self) {
+        if let Some(p) = self.0.take() {
+            live().remove(&p.as_raw_nonzero().get());
+        }
+    }
+
     fn signal(&self, signal: Signal) {
         if let Some(pid) = self.0
             && let Err(e) = kill_process_group(pid, signal)
@@ -38,13 +71,14 @@ impl Group {
         let _ = tokio::time::timeout(KILL_AFTER, child.wait()).await;
         self.signal(Signal::KILL);
         let _ = child.wait().await;
-        self.0 = None;
+        self.disarm();
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
         self.signal(Signal::KILL);
+        self.disarm();
     }
 }
 
@@ -112,7 +146,7 @@ impl Task for ShellTask {
             Ok(c) => c,
             Err(e) => return TaskOutcome::failed(format!("Could not run command: {e}"), vec![]),
         };
-        let mut group = Group(
+        let mut group = Group::new(
             child
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
@@ -159,7 +193,7 @@ impl Task for ShellTask {
         };
         let status = match finished {
             Ok(status) => {
-                group.0 = None;
+                group.disarm();
                 status
             }
             Err(stop) => {

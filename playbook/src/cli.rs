@@ -378,6 +378,8 @@ fn run_playbook(
         .build()?;
     let outcome = runtime.block_on(async {
         let listener = tokio::spawn(listen(interrupt));
+        // Let the listener install its handlers before the run starts.
+        tokio::task::yield_now().await;
         let outcome = execute(pb, opts).await;
         listener.abort();
         outcome

@@ -456,7 +456,10 @@ impl DataStore for ConsulStore {
             Some(pair) => Ok(Value::String(
                 String::from_utf8_lossy(&pair.value).into_owned(),
             )),
-            None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
+            None => Err(StoreError::NoSuchKey {
+                kind: StoreKind::Consul,
+                key: key.to_string(),
+            }),
         }
     }
 

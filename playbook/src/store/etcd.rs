@@ -173,7 +173,10 @@ impl DataStore for EtcdStore {
             {
                 Ok(Value::String(String::new()))
             }
-            None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
+            None => Err(StoreError::NoSuchKey {
+                kind: StoreKind::Etcd,
+                key: key.to_string(),
+            }),
         }
     }
 

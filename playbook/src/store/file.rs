@@ -186,7 +186,10 @@ impl DataStore for FileStore {
         self.load()
             .await?
             .remove(key)
-            .ok_or_else(|| StoreError::NoSuchKey(key.to_string()))
+            .ok_or_else(|| StoreError::NoSuchKey {
+                kind: StoreKind::File,
+                key: key.to_string(),
+            })
     }
 
     async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
@@ -233,7 +236,7 @@ mod tests {
         store.delete("port").await.expect("delete");
         assert!(matches!(
             store.read("port").await,
-            Err(StoreError::NoSuchKey(_))
+            Err(StoreError::NoSuchKey { .. })
         ));
     }
 

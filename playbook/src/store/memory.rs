@@ -39,7 +39,10 @@ impl DataStore for MemoryStore {
         values
             .get(key)
             .cloned()
-            .ok_or_else(|| StoreError::NoSuchKey(key.to_string()))
+            .ok_or_else(|| StoreError::NoSuchKey {
+                kind: StoreKind::Memory,
+                key: key.to_string(),
+            })
     }
 
     async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
@@ -111,7 +114,7 @@ mod tests {
         store.delete("k").await.expect("delete");
         assert!(matches!(
             store.read("k").await,
-            Err(StoreError::NoSuchKey(_))
+            Err(StoreError::NoSuchKey { .. })
         ));
     }
 

@@ -143,8 +143,13 @@ pub(crate) const COMMON_PROPS: &[Prop] = &[
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The key does not exist.
-    #[error("No such key {0}")]
-    NoSuchKey(String),
+    #[error("{}", missing_key(*kind, key))]
+    NoSuchKey {
+        /// The store's kind.
+        kind: StoreKind,
+        /// The key.
+        key: String,
+    },
     /// The environment variable does not exist.
     #[error("No such environment variable {0}")]
     NoSuchVariable(String),
@@ -187,6 +192,16 @@ pub enum StoreError {
     /// An etcd request failed.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+}
+
+/// The message for a missing key, in the words Choria used for each store.
+fn missing_key(kind: StoreKind, key: &str) -> String {
+    match kind {
+        StoreKind::Consul | StoreKind::Etcd => format!("Could not find key {key}"),
+        StoreKind::Memory | StoreKind::Environment | StoreKind::File | StoreKind::Shell => {
+            format!("No such key {key}")
+        }
+    }
 }
 
 /// Why a file store's file cannot be used.
@@ -422,6 +437,20 @@ pub(crate) fn split_path(path: &str) -> Result<(&str, &str), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_keys_keep_each_stores_wording_and_hold_kind_and_key() {
+        let etcd = StoreError::NoSuchKey {
+            kind: StoreKind::Etcd,
+            key: "app/x".into(),
+        };
+        assert_eq!(etcd.to_string(), "Could not find key app/x");
+        let file = StoreError::NoSuchKey {
+            kind: StoreKind::File,
+            key: "port".into(),
+        };
+        assert_eq!(file.to_string(), "No such key port");
+    }
 
     #[tokio::test]
     async fn http_failures_say_refused_or_timed_out() {

@@ -1,8 +1,9 @@
 //! The command line (stage **compile**): fixed flags with clap derive, one extra flag per
 //! playbook input with the clap builder API, and the `run`, `validate` and `show` commands.
 //!
-//! Exit codes: `0` success; `1` anything else (invalid playbook, bad command line, unknown
-//! input flag, failed run). `--help` and `--version` exit `0`.
+//! Exit codes: `0` success; `1` invalid playbook or failed run; `2` bad command line
+//! (unknown flag, bad value, missing argument); `130`/`143` run interrupted by SIGINT/SIGTERM.
+//! `--help` and `--version` exit `0`. Command-line errors are printed as one line.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -14,15 +15,18 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::log::Level;
-use crate::runner::{RunOptions, execute};
+use crate::runner::{Interrupt, RunOptions, execute, listen};
 use crate::spec::{InputSpec, InputType, Playbook, load_file};
 
 /// Exit code for success.
 pub const EXIT_SUCCESS: u8 = 0;
-/// Exit code for every failure.
+/// Exit code for an invalid playbook or a failed run.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a bad command line.
+pub const EXIT_USAGE: u8 = 2;
 
-const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid playbook, bad command line, failed run).\n\
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (invalid playbook, failed run), 2 bad command line,\n\
+130 interrupted by SIGINT, 143 interrupted by SIGTERM.\n\
 Run `playbook run FILE --help` to see the flags a playbook's inputs add.";
 
 #[derive(Debug, Parser)]
@@ -101,7 +105,11 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
     match dispatch(args) {
         Ok(code) => Ok(code),
         Err(Error::Runtime(e)) => Err(Error::Runtime(e)),
-        Err(e) => {
+        Err(e @ Error::Usage(_)) => {
+            let _ = writeln!(std::io::stderr(), "playbook: {e}");
+            Ok(EXIT_USAGE)
+        }
+        Err(e @ (Error::Invalid(..) | Error::Output(_))) => {
             let _ = writeln!(std::io::stderr(), "{e}");
             Ok(EXIT_FAILURE)
         }
@@ -120,13 +128,21 @@ fn dispatch(args: Vec<OsString>) -> Result<u8, Error> {
     }
     let matches = match command.try_get_matches_from(&args) {
         Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    | clap::error::ErrorKind::MissingSubcommand
+            ) =>
+        {
+            // No command at all: the full usage helps more than one line.
+            let _ = e.print();
+            return Ok(EXIT_USAGE);
+        }
+        Err(e) if e.use_stderr() => return Err(Error::Usage(one_line(&e))),
         Err(e) => {
             let _ = e.print();
-            return Ok(if e.use_stderr() {
-                EXIT_FAILURE
-            } else {
-                EXIT_SUCCESS
-            });
+            return Ok(EXIT_SUCCESS);
         }
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.to_string()))?;
@@ -149,6 +165,18 @@ fn dispatch(args: Vec<OsString>) -> Result<u8, Error> {
             run_playbook(&pb, run_args, values)
         }
     }
+}
+
+/// A clap error as one line: the message and its tips, without the usage block.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{} (see --help)", parts.join(" "))
 }
 
 /// Finds the playbook of a `run` command before full parsing, so its inputs can become flags.
@@ -218,6 +246,16 @@ fn input_arg(input: &InputSpec) -> Option<Arg> {
     }
     if input.data.is_some() {
         help.push_str(" [data-bound]");
+    }
+    if crate::spec::show::must_be_given(input) {
+        help.push_str(match ty {
+            InputType::Boolean => " [required: the flag must be given]",
+            InputType::String
+            | InputType::Integer
+            | InputType::Float
+            | InputType::Numeric
+            | InputType::Array => " [required]",
+        });
     }
     let name = input.name.to_ascii_lowercase();
     let arg = Arg::new(arg_id(&input.name))
@@ -326,17 +364,26 @@ fn run_playbook(
     let mut broker = crate::choria::BrokerSettings::resolve(&args.servers, args.config.as_deref())
         .map_err(|e| Error::Usage(e.to_string()))?;
     broker.rpc_timeout = args.rpc_timeout.map(crate::seconds);
+    let interrupt = Interrupt::new();
     let opts = RunOptions {
         broker,
         values,
         loglevel: args.loglevel.as_deref().and_then(Level::from_name),
         dry_run: args.dry_run,
         json: args.json,
+        interrupt: interrupt.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(execute(pb, opts));
+    let outcome = runtime.block_on(async {
+        let listener = tokio::spawn(listen(interrupt));
+        // Let the listener install its handlers before the run starts.
+        tokio::task::yield_now().await;
+        let outcome = execute(pb, opts).await;
+        listener.abort();
+        outcome
+    });
     let report = &outcome.report;
     let say = |line: String| {
         if args.json {
@@ -354,10 +401,7 @@ fn run_playbook(
         "Started: {}",
         report.report.timestamp.format("%Y-%m-%d %H:%M:%S UTC")
     ));
-    say(format!(
-        "Overall outcome: {}",
-        if outcome.success { "success" } else { "failed" }
-    ));
+    say(format!("Overall outcome: {}", report.report.outcome.name()));
     if let Some(e) = &report.report.playbook_error {
         say(format!("Error: {e}"));
     }
@@ -375,10 +419,10 @@ fn run_playbook(
             serde_json::to_string_pretty(report).map_err(|e| Error::Output(e.to_string()))?;
         println!("{text}");
     }
-    Ok(if outcome.success {
-        EXIT_SUCCESS
-    } else {
-        EXIT_FAILURE
+    Ok(match (outcome.interrupted, outcome.success) {
+        (Some(signal), _) => signal.exit_code(),
+        (None, true) => EXIT_SUCCESS,
+        (None, false) => EXIT_FAILURE,
     })
 }
 

@@ -78,7 +78,8 @@ impl Console {
         }
     }
 
-    /// Prints the one line that records a finished task.
+    /// Prints the one line that records a finished task; `seconds` is the run time of its
+    /// last attempt, the value the report records.
     pub(crate) fn task_finished(
         &self,
         list: &str,
@@ -90,7 +91,7 @@ impl Console {
         let status = if success { "ok  " } else { "FAIL" };
         let what = format!("{list}.{kind}");
         self.say(&format!(
-            "{status} {what:<24} {seconds:>8.3}s  {description}"
+            "{status} {what:<24} {seconds:>7.2}s  {description}"
         ));
     }
 

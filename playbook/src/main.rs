@@ -2,8 +2,14 @@
 
 use std::process::ExitCode;
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     playbook::cli::init_tracing();
-    let code = playbook::run(std::env::args_os().collect())?;
-    Ok(ExitCode::from(code))
+    match playbook::run(std::env::args_os().collect()) {
+        Ok(code) => ExitCode::from(code),
+        // One line, never a backtrace (even with RUST_BACKTRACE=1).
+        Err(e) => {
+            eprintln!("playbook: {e}");
+            ExitCode::from(playbook::cli::EXIT_FAILURE)
+        }
+    }
 }

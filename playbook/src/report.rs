@@ -37,8 +37,33 @@ pub struct ReportHeader {
     pub timestamp: DateTime<Utc>,
     /// Overall outcome.
     pub success: bool,
+    /// `success`, `failed` or `interrupted` (by SIGINT or SIGTERM).
+    pub outcome: Outcome,
     /// `Playbook X failed: Class: message` when the run aborted.
     pub playbook_error: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every task list passed.
+    Success,
+    /// A task or hook failed, or the run aborted.
+    Failed,
+    /// SIGINT or SIGTERM stopped the run.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The name printed on the console and written to the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// `playbook:` section.

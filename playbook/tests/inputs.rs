@@ -95,7 +95,7 @@ fn bad_integers_are_refused() {
     Test::new()
         .playbook(INPUTS)
         .args(&["run", "pb.yaml", "--cluster", "a", "--port", "many"])
-        .status(1)
+        .status(2)
         .stderr_has("many is not an integer")
         .run();
 }
@@ -105,7 +105,7 @@ fn unknown_input_flags_are_refused_with_a_suggestion() {
     Test::new()
         .playbook(INPUTS)
         .args(&["run", "pb.yaml", "--clustr", "a"])
-        .status(1)
+        .status(2)
         .stderr_has("unexpected argument '--clustr'")
         .stderr_has("--cluster")
         .run();

@@ -2,8 +2,10 @@
 //! against playbooks written into temporary directories.
 
 mod corpus;
+mod file_store;
 mod hooks;
 mod inputs;
+mod interrupt;
 mod locks;
 mod nodes;
 mod rpc;

@@ -206,7 +206,10 @@ fn unreachable_stores_fail_clearly_and_run_no_tasks() {
     Test::new()
         .playbook(&format!("data_stores:\n  e:\n    type: etcd\n    url: http://127.0.0.1:{port}\n    timeout: 2\nlocks:\n  - e\ntasks:\n  - shell:\n      command: echo must-not-run\n"))
         .args(&["run", "pb.yaml"])
-        .stdout_has("etcd request to http://127.0.0.1:")
+        .stdout_has(&format!(
+            "etcd request to http://127.0.0.1:{port}/v3/lease/grant failed: connection refused"
+        ))
+        .stdout_lacks("error sending request")
         .stdout_has("Tasks Ran: 0")
         .stderr_lacks("must-not-run")
         .stderr_lacks("panicked")
@@ -216,7 +219,8 @@ fn unreachable_stores_fail_clearly_and_run_no_tasks() {
         .playbook("data_stores:\n  c:\n    type: consul\n    timeout: 2\nlocks:\n  - c\ntasks:\n  - shell:\n      command: echo must-not-run\n")
         .env("CONSUL_HTTP_ADDR", &format!("127.0.0.1:{port}"))
         .args(&["run", "pb.yaml"])
-        .stdout_has(&format!("Consul request to http://127.0.0.1:{port}/v1/session/create failed"))
+        .stdout_has(&format!("Consul request to http://127.0.0.1:{port}/v1/session/create failed: connection refused"))
+        .stdout_lacks("error sending request")
         .stdout_has("Tasks Ran: 0")
         .stderr_lacks("must-not-run")
         .stderr_lacks("panicked")
@@ -523,4 +527,149 @@ async fn consul_client_against_a_real_consul_when_configured() {
     }
     let client = ConsulClient::from_env().expect("client");
     client_suite(&client, &format!("playbook-test-{}", std::process::id())).await;
+}
+
+/// Reads an etcd key through the JSON gateway; `None` when absent.
+async fn etcd_get(url: &str, key: &str) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let range: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/v3/kv/range"))
+        .json(&serde_json::json!({"key": b64.encode(key)}))
+        .send()
+        .await
+        .expect("range")
+        .json()
+        .await
+        .expect("json");
+    let value = range["kvs"][0]["value"].as_str()?;
+    Some(String::from_utf8(b64.decode(value).expect("base64")).expect("utf-8"))
+}
+
+/// A holder that keeps `s`'s default lock until the file `go` appears.
+fn locked_playbook(url: &str, timeout: u32, command: &str) -> String {
+    format!(
+        "{HEADER}data_stores:\n  s:\n    type: etcd\n    url: {url}\n    ttl: 10\n    timeout: {timeout}\ninputs:\n  who:\n    description: who\n    type: String\n    data: s/app/who\n    save: true\nlocks:\n  - s\ntasks:\n  - shell:\n      command: '{command}'\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_lock_does_not_overwrite_the_holders_saved_input() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_path_buf();
+    let body = locked_playbook(
+        &url,
+        30,
+        "touch holding; while [ ! -e go ]; do sleep 0.1; done",
+    );
+    std::fs::write(d.join("pb.yaml"), body).expect("write");
+    let holder = spawn(&d, &[], &["--who", "A"]);
+    wait_for(&d.join("holding"), Duration::from_secs(20)).await;
+    assert_eq!(etcd_get(&url, "app/who").await.as_deref(), Some("A"));
+    std::fs::write(
+        d.join("pb.yaml"),
+        locked_playbook(&url, 1, "touch must-not-run"),
+    )
+    .expect("write");
+    let loser = spawn(&d, &[], &["--who", "B"]);
+    let (code, text) = tokio::task::spawn_blocking(move || finish(loser))
+        .await
+        .expect("join");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Failed to obtain lock"), "{text}");
+    assert!(!d.join("must-not-run").exists(), "{text}");
+    assert_eq!(
+        etcd_get(&url, "app/who").await.as_deref(),
+        Some("A"),
+        "the run without the lock overwrote the holder's saved input\n{text}"
+    );
+    std::fs::write(d.join("go"), "").expect("go");
+    let (code, text) = tokio::task::spawn_blocking(move || finish(holder))
+        .await
+        .expect("join");
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_lock_wait_lasts_the_whole_timeout() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_path_buf();
+    let body = locked_playbook(
+        &url,
+        30,
+        "touch holding; while [ ! -e go ]; do sleep 0.1; done",
+    );
+    std::fs::write(d.join("pb.yaml"), body).expect("write");
+    let holder = spawn(&d, &[], &["--who", "A"]);
+    wait_for(&d.join("holding"), Duration::from_secs(20)).await;
+    std::fs::write(d.join("pb.yaml"), locked_playbook(&url, 3, "true")).expect("write");
+    let loser = spawn(&d, &[], &["--json"]);
+    let out = tokio::task::spawn_blocking(move || loser.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Failed to obtain lock choria/locks/playbook/test after 3 seconds"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let time_of = |needle: &str| {
+        let entry = report["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .find(|e| e["msg"].as_str().is_some_and(|m| m.contains(needle)))
+            .unwrap_or_else(|| panic!("no log line with {needle:?}: {report}"));
+        chrono::DateTime::parse_from_rfc3339(entry["time"].as_str().expect("time"))
+            .expect("rfc3339")
+    };
+    // The acquisition's own measure of its wait, from its start to giving up.
+    let waited: f64 = stderr
+        .split("(waited ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no waited time in {stderr}"));
+    assert!(
+        (2.7..=3.3).contains(&waited),
+        "waited {waited:.3}s for a 3 s lock timeout"
+    );
+    // Seen from outside (log times include the HTTP calls around the wait, slower under load).
+    let outside = (time_of("Failed to obtain lock") - time_of("Obtaining playbook lock"))
+        .to_std()
+        .expect("positive")
+        .as_secs_f64();
+    assert!(
+        (2.95..5.0).contains(&outside),
+        "the run gave up {outside:.3}s after starting a 3 s lock wait"
+    );
+    std::fs::write(d.join("go"), "").expect("go");
+    let (code, text) = tokio::task::spawn_blocking(move || finish(holder))
+        .await
+        .expect("join");
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_errors_name_the_endpoint_and_the_status_with_its_body() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    // Authentication is not enabled on the test etcd: it answers 412 with a JSON body.
+    let t = Test::new()
+        .playbook(&format!("data_stores:\n  e:\n    type: etcd\n    url: {url}\n    user: u\n    password: p\ntasks:\n  - shell:\n      command: echo must-not-run\n"))
+        .args(&["run", "pb.yaml"])
+        .status(1)
+        .stdout_has(&format!("etcd {url}/v3/auth/authenticate returned HTTP 412: "))
+        .stdout_has("authentication is not enabled")
+        .stdout_has("Tasks Ran: 0")
+        .stderr_lacks("must-not-run");
+    tokio::task::spawn_blocking(move || t.run())
+        .await
+        .expect("join");
 }

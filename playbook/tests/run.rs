@@ -124,7 +124,7 @@ fn loglevel_flag_filters_logs() {
     Test::new()
         .playbook(TWO_TASKS)
         .args(&["run", "pb.yaml", "--loglevel", "loud"])
-        .status(1)
+        .status(2)
         .stderr_has("invalid value 'loud'")
         .run();
 }
@@ -193,7 +193,43 @@ fn help_lists_the_input_flags() {
 
 #[test]
 fn no_arguments_prints_usage_and_fails() {
-    Test::new().status(1).stderr_has("Usage: playbook").run();
+    Test::new().status(2).stderr_has("Usage: playbook").run();
+}
+
+#[test]
+fn usage_errors_exit_2_on_one_line_even_with_rust_backtrace() {
+    for args in [
+        &["run", "pb.yaml", "--bogus"][..],
+        &["run", "pb.yaml", "--loglevel", "loud"][..],
+        &["run"][..],
+        &["frobnicate"][..],
+        &["run", "pb.yaml", "--config", "/nonexistent/client.cfg"][..],
+    ] {
+        let out = Test::new()
+            .playbook(TWO_TASKS)
+            .env("RUST_BACKTRACE", "1")
+            .args(args)
+            .status(2)
+            .stderr_lacks("backtrace")
+            .stderr_lacks("panicked")
+            .stdout_lacks("Tasks Ran")
+            .run();
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].starts_with("playbook: "), "{args:?}: {lines:?}");
+    }
+}
+
+#[test]
+fn logs_carry_no_ansi_colour_when_stderr_is_not_a_terminal() {
+    Test::new()
+        .playbook(TWO_TASKS)
+        .env("PLAYBOOK_TRACE", "debug")
+        .env("CLICOLOR_FORCE", "0")
+        .args(&["run", "pb.yaml"])
+        .stderr_has("About to run task")
+        .stderr_lacks("\u{1b}[")
+        .run();
 }
 
 #[test]
@@ -209,4 +245,45 @@ fn shell_tasks_use_cwd_environment_and_timeout() {
         .stderr_has("Command timed out after 0.5s")
         .run();
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[test]
+fn console_and_report_show_the_same_task_time() {
+    let out = Test::new()
+        .playbook("tasks:\n  - shell:\n      description: slept first\n      command: 'sleep 0.2'\n      pre_sleep: 1\n")
+        .args(&["run", "pb.yaml", "--json"])
+        .run();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ok   tasks.shell"))
+        .unwrap_or_else(|| panic!("no task line:\n{}", out.stderr));
+    let shown: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('s').and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
+    let recorded = report["tasks"][0]["run_time"].as_f64().expect("run_time");
+    assert_eq!(shown, recorded, "console {line:?} vs report {recorded}");
+    assert!(
+        (0.15..1.0).contains(&recorded),
+        "pre_sleep is not the task's time: {recorded}"
+    );
+}
+
+#[test]
+fn store_errors_name_the_store_and_its_position_or_the_lock() {
+    Test::new()
+        .playbook("data_stores:\n  f:\n    type: file\n    file: nope.json\n    format: json\ntasks:\n  - shell:\n      command: echo must-not-run\n")
+        .args(&["run", "pb.yaml"])
+        .status(1)
+        .stdout_has("DataStoreError: data store f (file) at pb.yaml:7:3: Cannot find data file nope.json")
+        .stderr_lacks("must-not-run")
+        .run();
+    Test::new()
+        .playbook("data_stores:\n  e:\n    type: environment\nlocks:\n  - e/x\ntasks: []\n")
+        .args(&["run", "pb.yaml"])
+        .status(1)
+        .stdout_has("DataStoreError: lock e/x: lock not implemented in the environment data store")
+        .run();
 }

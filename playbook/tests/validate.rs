@@ -243,3 +243,49 @@ fn templated_values_are_checked_after_expansion_with_the_declarations_position()
         .stderr_lacks("ran")
         .run();
 }
+
+#[test]
+fn show_and_help_say_which_inputs_must_be_given() {
+    let pb = "data_stores:\n  m:\n    type: memory\ninputs:\n  cluster:\n    description: bound cluster\n    type: String\n    data: m/cluster\n  tls:\n    description: use tls\n    type: Boolean\n  verbose:\n    description: be loud\n    type: Boolean\n    required: false\n  name:\n    description: the name\n    type: String\ntasks:\n  - shell:\n      command: 'true'\n";
+    let out = Test::new().playbook(pb).args(&["show", "pb.yaml"]).run();
+    let line = |needle: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", out.stdout))
+            .to_string()
+    };
+    let bound = line("bound cluster");
+    assert!(!bound.contains("required"), "{bound}");
+    assert!(bound.contains("optional (data-bound)"), "{bound}");
+    assert!(
+        line("use tls").contains("required: the flag must be given"),
+        "{}",
+        out.stdout
+    );
+    assert!(!line("be loud").contains("required"), "{}", out.stdout);
+    assert!(line("the name").contains("required"), "{}", out.stdout);
+    let help = Test::new()
+        .playbook(pb)
+        .args(&["run", "pb.yaml", "--help"])
+        .run()
+        .stdout;
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("use tls (Boolean) [required: the flag must be given]"),
+        "{help}"
+    );
+    assert!(flat.contains("the name (String) [required]"), "{help}");
+    assert!(
+        flat.contains("bound cluster (String) [data-bound]"),
+        "{help}"
+    );
+    assert!(!flat.contains("[data-bound] [required"), "{help}");
+    // As the help says, the run needs --tls.
+    Test::new()
+        .playbook(pb)
+        .args(&["run", "pb.yaml", "--name", "x"])
+        .status(1)
+        .stdout_has("Values were required but not given for inputs: tls")
+        .run();
+}

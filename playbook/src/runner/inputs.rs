@@ -69,7 +69,7 @@ impl Run<'_> {
             .pb
             .inputs
             .iter()
-            .filter(|i| i.required && i.data.is_none() && !i.dynamic)
+            .filter(|i| crate::spec::show::must_be_given(i))
             .filter(|i| !self.opts.values.get(&i.name).is_some_and(truthy))
             .map(|i| i.name.as_str())
             .collect();
@@ -91,8 +91,9 @@ impl Run<'_> {
             let Some(value) = self.opts.values.get(&input.name).filter(|v| truthy(v)) else {
                 continue;
             };
-            let (store, key, _) = self.stores.resolve(path)?;
-            store.write(key, value).await?;
+            let context = || RunError::store(format!("saving input {} to {path}", input.name));
+            let (store, key, _) = self.stores.resolve(path).map_err(context())?;
+            store.write(key, value).await.map_err(context())?;
             self.log.debug(
                 "prep.inputs",
                 format!("Saved input {} to {path}", input.name),
@@ -127,8 +128,10 @@ impl Run<'_> {
             });
         };
         let read = async {
-            let (store, key, _) = self.stores.resolve(path)?;
-            let value = store.read(key).await?;
+            // The caller's message names the path and the input.
+            let plain = |e: crate::store::StoreError| RunError::Input(e.to_string());
+            let (store, key, _) = self.stores.resolve(path).map_err(plain)?;
+            let value = store.read(key).await.map_err(plain)?;
             if let Some(v) = &input.validation {
                 v.check(&value).map_err(|e| {
                     RunError::Input(format!("Failed to validate value for input {name}: {e}"))

@@ -1,25 +1,34 @@
 //! The **execute** stage: Choria's run order and failure rules.
 //!
-//! Order: inputs → data stores → saved inputs → locks → uses → node sets → `pre_book` →
+//! Order: inputs → data stores → locks → saved inputs → uses → node sets → `pre_book` →
 //! `tasks` (each with `pre_task`/`post_task`) → `on_success` or `on_fail` → `post_book`.
 //! Task failures follow the hook rules; errors outside a task's execution (template errors,
 //! property errors, store/lock/discovery errors) abort the run, skipping later hooks.
-//! Locks are always released at the end (a deliberate change: Choria leaked them on aborts).
+//! Locks are always released at the end (a deliberate change: Choria leaked them on aborts),
+//! and are taken before inputs are saved (Choria saved first).
+//!
+//! SIGINT/SIGTERM ([`Interrupt`]): no further task starts, the running one is stopped,
+//! `on_fail` and `post_book` run under [`CLEANUP_DEADLINE`], and the outcome is
+//! "interrupted".
 
 mod inputs;
+mod interrupt;
 mod props;
 mod tasks;
+
+pub use interrupt::{CLEANUP_DEADLINE, Interrupt, StopSignal, listen};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::console::Console;
 use crate::log::{Level, RunLog};
 use crate::nodes::NodeSetError;
-use crate::report::{InputsInfo, Metrics, PlaybookInfo, Report, ReportHeader, TaskRecord};
+use crate::report::{InputsInfo, Metrics, Outcome, PlaybookInfo, Report, ReportHeader, TaskRecord};
 use crate::schema::{PropsError, PropsSection};
 use crate::spec::{HookList, InputType, Playbook};
 use crate::store::{EnvOverlay, Lock, StoreError, Stores};
@@ -42,6 +51,8 @@ pub struct RunOptions {
     pub json: bool,
     /// Where the Choria broker is.
     pub broker: crate::choria::BrokerSettings,
+    /// Triggered by SIGINT or SIGTERM (see [`listen`]).
+    pub interrupt: Interrupt,
 }
 
 /// The outcome of a run.
@@ -49,6 +60,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     /// Overall success.
     pub success: bool,
+    /// The signal that interrupted the run, if one did.
+    pub interrupted: Option<StopSignal>,
     /// The report.
     pub report: Report,
 }
@@ -63,8 +76,15 @@ pub enum RunError {
     #[error("{0}")]
     Input(String),
     /// A data store or lock problem.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("{context}: {source}")]
+    Store {
+        /// What the run was doing: `data store NAME (KIND) at FILE:LINE:COL`, `lock PATH`,
+        /// `saving input NAME to PATH`.
+        context: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
     /// A node set problem.
     #[error(transparent)]
     Nodes(#[from] NodeSetError),
@@ -74,6 +94,9 @@ pub enum RunError {
     /// Properties that are wrong after templating, with the declaration's position.
     #[error(transparent)]
     Props(#[from] PropsError),
+    /// A signal stopped the run before its tasks started.
+    #[error("interrupted by {0}")]
+    Interrupted(StopSignal),
 }
 
 impl From<TemplateError> for RunError {
@@ -83,11 +106,17 @@ impl From<TemplateError> for RunError {
 }
 
 impl RunError {
+    /// A store error with what the run was doing.
+    pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
+        let context = context.into();
+        move |source| Self::Store { context, source }
+    }
+
     fn class(&self) -> &'static str {
         match self {
             Self::Template(_) => "TemplateError",
             Self::Input(_) => "InputError",
-            Self::Store(_) => "DataStoreError",
+            Self::Store { .. } => "DataStoreError",
             Self::Nodes(_) => "NodeSetError",
             Self::Task(_) => "TaskValidationError",
             Self::Props(e) => match e.section {
@@ -95,6 +124,7 @@ impl RunError {
                 PropsSection::NodeSet => "NodeSetError",
                 PropsSection::Task => "TaskValidationError",
             },
+            Self::Interrupted(_) => "Interrupted",
         }
     }
 }
@@ -128,6 +158,14 @@ pub(crate) struct Run<'a> {
     uses: BTreeMap<String, String>,
     /// Main tasks finished so far and in total (for the spinner).
     progress: (usize, usize),
+    /// Cancelled when running tasks must stop: the interrupt's token, then after an
+    /// interruption a cleanup token cancelled at [`CLEANUP_DEADLINE`].
+    cancel: CancellationToken,
+    /// Whether `on_fail` and `post_book` have started (they run at most once each).
+    on_fail_started: bool,
+    post_book_started: bool,
+    /// Whether `on_fail`/`post_book` run after an interruption (under the cleanup deadline).
+    cleaning_up: bool,
 }
 
 /// Runs a loaded playbook.
@@ -141,6 +179,7 @@ pub async fn execute(pb: &Playbook, opts: RunOptions) -> RunOutcome {
 pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -> RunOutcome {
     let start_time = Utc::now();
     let broker = crate::choria::Broker::new(opts.broker.clone());
+    let cancel = opts.interrupt.token().clone();
     let mut run = Run {
         pb,
         log,
@@ -157,6 +196,10 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
         broker,
         uses: BTreeMap::new(),
         progress: (0, pb.tasks.len()),
+        cancel,
+        on_fail_started: false,
+        post_book_started: false,
+        cleaning_up: false,
     };
     run.register_secrets();
     run.log.info(
@@ -169,8 +212,16 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
     );
     let result = run.run().await;
     run.release_locks().await;
+    let interrupted = run.opts.interrupt.signal();
     let (success, playbook_error) = match result {
-        Ok(success) => (success, None),
+        Ok(success) => (success && interrupted.is_none(), None),
+        Err(RunError::Interrupted(signal)) => (
+            false,
+            Some(format!(
+                "Playbook {} interrupted by {signal} before its tasks started",
+                pb.metadata.name
+            )),
+        ),
         Err(e) => {
             let text = format!(
                 "Playbook {} failed: {}: {}",
@@ -198,6 +249,11 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
             version: 1,
             timestamp: start_time,
             success,
+            outcome: match (interrupted, success) {
+                (Some(_), _) => Outcome::Interrupted,
+                (None, true) => Outcome::Success,
+                (None, false) => Outcome::Failed,
+            },
             playbook_error,
         },
         playbook: PlaybookInfo {
@@ -216,7 +272,11 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
         tasks: std::mem::take(&mut run.records),
         logs: run.log.entries(),
     };
-    RunOutcome { success, report }
+    RunOutcome {
+        success,
+        interrupted,
+        report,
+    }
 }
 
 /// `1 minutes 03 seconds` style durations, as Choria printed them.
@@ -236,39 +296,134 @@ pub(crate) fn round2(x: f64) -> f64 {
 impl Run<'_> {
     async fn run(&mut self) -> Result<bool, RunError> {
         self.check_cli_inputs()?;
-        self.open_stores().await?;
-        if !self.opts.dry_run {
-            self.save_inputs().await?;
-            self.obtain_locks().await?;
+        let interrupt = self.opts.interrupt.clone();
+        let stop = || async {
+            interrupt.token().cancelled().await;
+            RunError::Interrupted(interrupt.signal().unwrap_or(StopSignal::Interrupt))
+        };
+        // Everything before the first task stops at once on a signal; nothing has run yet,
+        // so no hook runs either.
+        tokio::select! {
+            biased;
+            e = stop() => return Err(e),
+            r = self.prepare() => r?,
         }
-        self.check_uses().await?;
-        self.discover_nodes().await?;
         if self.opts.dry_run {
             return self.dry_run().await;
         }
+        let success = self.run_book().await?;
+        if let Some(signal) = self.opts.interrupt.signal() {
+            self.cleanup_after(signal).await?;
+            return Ok(false);
+        }
+        Ok(success)
+    }
+
+    /// Stores, locks, saved inputs, `uses` and node discovery.
+    async fn prepare(&mut self) -> Result<(), RunError> {
+        self.open_stores().await?;
+        if !self.opts.dry_run {
+            // Deliberate change from Choria (which saved inputs first): a run that cannot get
+            // its locks writes nothing, so it cannot overwrite the inputs of the lock holder.
+            self.obtain_locks().await?;
+            self.save_inputs().await?;
+        }
+        self.check_uses().await?;
+        self.discover_nodes().await
+    }
+
+    /// `pre_book`, the tasks, `on_success` or `on_fail`, and `post_book`; a signal stops the
+    /// list that is running.
+    async fn run_book(&mut self) -> Result<bool, RunError> {
         if !self.run_hooks(HookList::PreBook).await? {
-            self.log.error(
-                "running",
-                "Playbook pre_book hook failed to run, failing entire playbook",
-            );
+            if self.opts.interrupt.signal().is_none() {
+                self.log.error(
+                    "running",
+                    "Playbook pre_book hook failed to run, failing entire playbook",
+                );
+            }
             return Ok(false);
         }
         let mut success = self.run_main_tasks().await?;
+        if self.opts.interrupt.signal().is_some() {
+            return Ok(false);
+        }
         if success {
             success = self.run_hooks(HookList::OnSuccess).await?;
         } else {
+            self.on_fail_started = true;
             self.run_hooks(HookList::OnFail).await?;
         }
+        if self.opts.interrupt.signal().is_some() {
+            return Ok(false);
+        }
+        self.post_book_started = true;
         if !self.run_hooks(HookList::PostBook).await? {
             success = false;
         }
         Ok(success)
     }
 
+    /// After a signal: `on_fail` and `post_book` (those not started yet), under a fresh token
+    /// cancelled at [`CLEANUP_DEADLINE`].
+    async fn cleanup_after(&mut self, signal: StopSignal) -> Result<(), RunError> {
+        self.log.error(
+            "running",
+            format!(
+                "Playbook interrupted by {signal}: no further task starts; running on_fail and post_book (at most {}s)",
+                CLEANUP_DEADLINE.as_secs()
+            ),
+        );
+        let cleanup = CancellationToken::new();
+        self.cancel = cleanup.clone();
+        self.cleaning_up = true;
+        let deadline = {
+            let cleanup = cleanup.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CLEANUP_DEADLINE).await;
+                cleanup.cancel();
+            })
+        };
+        let result = async {
+            if !self.on_fail_started {
+                self.on_fail_started = true;
+                self.run_hooks(HookList::OnFail).await?;
+            }
+            if !self.post_book_started {
+                self.post_book_started = true;
+                self.run_hooks(HookList::PostBook).await?;
+            }
+            Ok(())
+        }
+        .await;
+        deadline.abort();
+        if cleanup.is_cancelled() {
+            self.log.error(
+                "running",
+                format!(
+                    "on_fail and post_book did not finish within {}s after {signal}; stopped them",
+                    CLEANUP_DEADLINE.as_secs()
+                ),
+            );
+        }
+        result
+    }
+
     async fn open_stores(&mut self) -> Result<(), RunError> {
         for spec in &self.pb.data_stores {
             let props = self.store_props(spec).await?;
-            let store = crate::store::open(&spec.name, &props, &self.env).await?;
+            let context = || {
+                RunError::store(format!(
+                    "data store {} ({}) at {}:{}",
+                    spec.name,
+                    spec.kind,
+                    self.pb.file.display(),
+                    spec.mark
+                ))
+            };
+            let store = crate::store::open(&spec.name, &props, &self.env)
+                .await
+                .map_err(context())?;
             let timeout = props
                 .common
                 .timeout
@@ -294,8 +449,9 @@ impl Run<'_> {
             };
             self.log
                 .info("pre.locks", format!("Obtaining playbook lock {path}"));
-            let (store, key, timeout) = self.stores.resolve(&path)?;
-            let held = store.lock(key, timeout).await?;
+            let context = || RunError::store(format!("lock {path}"));
+            let (store, key, timeout) = self.stores.resolve(&path).map_err(context())?;
+            let held = store.lock(key, timeout).await.map_err(context())?;
             self.log
                 .info("pre.locks", format!("Obtained playbook lock {path}"));
             self.locks.push((path, held));

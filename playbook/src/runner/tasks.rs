@@ -6,6 +6,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde_json::Value;
 
+use super::interrupt::TASK_GRACE;
 use super::{Previous, Run, RunError, round2};
 use crate::report::TaskRecord;
 use crate::spec::{HookList, TaskSpec};
@@ -24,7 +25,7 @@ impl Run<'_> {
             format!("About to run task set {name} with {} task(s)", tasks.len()),
         );
         for spec in tasks {
-            if !self.run_single(spec, name, None).await? {
+            if self.stopping(name) || !self.run_single(spec, name, None).await? {
                 self.log.info(
                     name,
                     format!(
@@ -53,6 +54,9 @@ impl Run<'_> {
             format!("About to run task set tasks with {} task(s)", tasks.len()),
         );
         for (index, spec) in tasks.iter().enumerate() {
+            if self.stopping("tasks") {
+                return Ok(false);
+            }
             self.progress.0 = index + 1;
             let mut ok = self.run_main_task(spec).await?;
             if let Some(why) = self.lock_lost() {
@@ -81,6 +85,41 @@ impl Run<'_> {
             ),
         );
         Ok(true)
+    }
+
+    /// Whether running tasks must stop; logs that the list stops.
+    fn stopping(&self, list: &str) -> bool {
+        if !self.cancel.is_cancelled() {
+            return false;
+        }
+        self.log.warn(
+            list,
+            format!(
+                "Interrupted by {}: starting no further task in {list}",
+                self.stop_reason()
+            ),
+        );
+        true
+    }
+
+    /// What is stopping the running tasks: the signal, or the cleanup deadline after it.
+    fn stop_reason(&self) -> String {
+        match (self.cleaning_up, self.opts.interrupt.signal()) {
+            (true, _) => format!(
+                "the {}s cleanup deadline",
+                super::CLEANUP_DEADLINE.as_secs()
+            ),
+            (false, Some(s)) => s.name().to_string(),
+            (false, None) => "a stop request".to_string(),
+        }
+    }
+
+    /// Sleeps unless the run is being stopped; returns whether it slept the whole time.
+    async fn sleep(&self, secs: f64) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(crate::seconds(secs)) => true,
+            () = self.cancel.cancelled() => false,
+        }
     }
 
     async fn run_main_task(&mut self, spec: &TaskSpec) -> Result<bool, RunError> {
@@ -136,15 +175,16 @@ impl Run<'_> {
                 .console()
                 .task_started(self.progress.0, self.progress.1, &description);
         }
-        if spec.pre_sleep > 0.0 {
-            tokio::time::sleep(crate::seconds(spec.pre_sleep)).await;
+        if spec.pre_sleep > 0.0 && !self.sleep(spec.pre_sleep).await {
+            return Ok(false);
         }
-        let task_started = Instant::now();
         let mut outcome = TaskOutcome::failed("Task did not run", Vec::new());
+        let mut runtime = 0.0;
         for attempt in 1..=spec.tries {
             let task = self.build_task(spec, list, &from).await?;
             let start_time = Utc::now();
             let started = Instant::now();
+            let cancel = self.cancel.clone();
             outcome = {
                 let ctx = TaskContext {
                     playbook: &self.pb.metadata.name,
@@ -156,11 +196,28 @@ impl Run<'_> {
                     env: &self.env,
                     http: &self.http,
                     broker: &self.broker,
+                    cancel: &cancel,
                 };
-                task.run(&ctx).await
+                let attempt = task.run(&ctx);
+                tokio::pin!(attempt);
+                tokio::select! {
+                    biased;
+                    outcome = &mut attempt => outcome,
+                    () = cancel.cancelled() => {
+                        // The task sees the same token; give it a moment to stop on its own.
+                        match tokio::time::timeout(TASK_GRACE, &mut attempt).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => TaskOutcome::failed("Task stopped", Vec::new()),
+                        }
+                    }
+                }
             };
-            let runtime = started.elapsed().as_secs_f64();
-            if spec.fail_ok && spec.tries == 1 && !outcome.success {
+            runtime = started.elapsed().as_secs_f64();
+            let stopped = cancel.is_cancelled();
+            if stopped && !outcome.success {
+                outcome.msg = format!("Interrupted by {}: {}", self.stop_reason(), outcome.msg);
+            }
+            if spec.fail_ok && spec.tries == 1 && !outcome.success && !stopped {
                 self.log.warn(
                     &from,
                     format!(
@@ -171,7 +228,7 @@ impl Run<'_> {
                 outcome.success = true;
             }
             self.record(spec, list, &description, start_time, runtime, &outcome);
-            if outcome.success {
+            if outcome.success || stopped {
                 break;
             }
             if attempt < spec.tries {
@@ -182,7 +239,9 @@ impl Run<'_> {
                         spec.tries, spec.try_sleep, outcome.msg
                     ),
                 );
-                tokio::time::sleep(crate::seconds(spec.try_sleep)).await;
+                if !self.sleep(spec.try_sleep).await {
+                    break;
+                }
             }
         }
         let level_msg = format!(
@@ -200,7 +259,7 @@ impl Run<'_> {
             spec.kind.name(),
             &self.log.mask(&description),
             outcome.success,
-            task_started.elapsed().as_secs_f64(),
+            round2(runtime),
         );
         Ok(outcome.success)
     }

@@ -2,8 +2,15 @@
 
 use std::fmt::Write as _;
 
-use super::{HookList, InputType, Playbook, TaskSpec};
+use super::{HookList, InputSpec, InputType, Playbook, TaskSpec};
 use crate::template::stringify;
+
+/// Whether `playbook run` fails unless the input is given on the command line: `required`
+/// inputs that are neither data-bound nor dynamic (those are exempt, as in Choria). A
+/// Boolean input without a default is required too, so its flag must be given.
+pub(crate) fn must_be_given(input: &InputSpec) -> bool {
+    input.required && input.data.is_none() && !input.dynamic
+}
 
 /// Renders the summary printed by `playbook show`.
 pub fn render(pb: &Playbook) -> String {
@@ -45,8 +52,20 @@ pub fn render(pb: &Playbook) -> String {
             if let Some(t) = i.ty {
                 notes.push(t.name().to_string());
             }
-            if i.required {
-                notes.push("required".into());
+            if must_be_given(i) {
+                notes.push(match i.ty {
+                    Some(InputType::Boolean) => "required: the flag must be given".into(),
+                    Some(
+                        InputType::String
+                        | InputType::Integer
+                        | InputType::Float
+                        | InputType::Numeric
+                        | InputType::Array,
+                    )
+                    | None => "required".into(),
+                });
+            } else if i.data.is_some() || i.dynamic {
+                notes.push("optional (data-bound)".into());
             }
             if let Some(d) = &i.default {
                 if i.sensitive {

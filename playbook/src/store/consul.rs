@@ -194,7 +194,7 @@ impl ConsulClient {
         }
         let resp = req.send().await.map_err(|e| ConsulError::Transport {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: super::http_failure(&e),
         })?;
         let status = resp.status().as_u16();
         let index = resp
@@ -204,7 +204,7 @@ impl ConsulClient {
             .and_then(|v| v.parse().ok());
         let text = resp.text().await.map_err(|e| ConsulError::Transport {
             url: url.clone(),
-            reason: e.to_string(),
+            reason: super::http_failure(&e),
         })?;
         Ok((status, index, text))
     }
@@ -421,7 +421,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 fn store_err(e: ConsulError) -> StoreError {
-    StoreError::Failed(e.to_string())
+    StoreError::Consul(e)
 }
 
 /// The `consul` data store.
@@ -456,7 +456,10 @@ impl DataStore for ConsulStore {
             Some(pair) => Ok(Value::String(
                 String::from_utf8_lossy(&pair.value).into_owned(),
             )),
-            None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
+            None => Err(StoreError::NoSuchKey {
+                kind: StoreKind::Consul,
+                key: key.to_string(),
+            }),
         }
     }
 
@@ -485,6 +488,8 @@ impl DataStore for ConsulStore {
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
         check_path_key(StoreKind::Consul, key)?;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let owner = super::lock_owner();
         let session = self
             .client
@@ -496,7 +501,6 @@ impl DataStore for ConsulStore {
             })
             .await
             .map_err(store_err)?;
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self
                 .client
@@ -510,18 +514,20 @@ impl DataStore for ConsulStore {
                     return Err(store_err(e));
                 }
             }
-            if tokio::time::Instant::now() + super::LOCK_POLL > deadline {
+            if tokio::time::Instant::now() >= deadline {
+                let waited = started.elapsed().as_secs_f64();
                 let _ = self.client.session_destroy(&session).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited,
                 });
             }
             // The session must outlive a long wait.
             if let Err(e) = self.client.session_renew(&session).await {
                 return Err(store_err(e));
             }
-            tokio::time::sleep(super::LOCK_POLL).await;
+            super::lock_pause(deadline).await;
         }
         tracing::debug!(key, session, "consul lock obtained");
         let lost = Arc::new(AtomicBool::new(false));

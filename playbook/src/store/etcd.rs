@@ -22,6 +22,37 @@ use crate::schema::values::text;
 /// Default client URL.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:2379";
 
+/// etcd gateway failures; each names the endpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EtcdError {
+    /// No answer: connection refused, timeout...
+    #[error("etcd request to {url} failed: {reason}")]
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// Why (connection refused, timed out, ...).
+        reason: String,
+    },
+    /// etcd answered with an error status.
+    #[error("etcd {url} returned HTTP {status}: {body}")]
+    Status {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+    /// The answer could not be understood.
+    #[error("etcd {url} returned an unexpected body: {reason}")]
+    Decode {
+        /// The endpoint.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 #[derive(Clone)]
 struct Api {
     base: String,
@@ -30,29 +61,30 @@ struct Api {
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Value) -> Result<Value, StoreError> {
+    async fn post(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.post(&url).json(&body);
         if let Some(t) = &self.token {
             req = req.header("Authorization", t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| StoreError::Failed(format!("etcd request to {url} failed: {e}")))?;
+        let transport = |e: reqwest::Error| EtcdError::Transport {
+            url: url.clone(),
+            reason: super::http_failure(&e),
+        };
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| StoreError::Failed(format!("etcd response from {url}: {e}")))?;
+        let text = resp.text().await.map_err(transport)?;
         if !status.is_success() {
-            return Err(StoreError::Failed(format!(
-                "etcd {path} returned HTTP {status}: {}",
-                text.trim()
-            )));
+            return Err(EtcdError::Status {
+                url,
+                status: status.as_u16(),
+                body: text.trim().to_string(),
+            });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Failed(format!("etcd {path} returned invalid JSON: {e}")))
+        serde_json::from_str(&text).map_err(|e| EtcdError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -142,7 +174,10 @@ impl DataStore for EtcdStore {
             {
                 Ok(Value::String(String::new()))
             }
-            None => Err(StoreError::NoSuchKey(format!("Could not find key {key}"))),
+            None => Err(StoreError::NoSuchKey {
+                kind: StoreKind::Etcd,
+                key: key.to_string(),
+            }),
         }
     }
 
@@ -151,20 +186,22 @@ impl DataStore for EtcdStore {
         let text = crate::template::stringify(value);
         self.api
             .post("/v3/kv/put", json!({"key": b64(key), "value": b64(&text)}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_path_key(StoreKind::Etcd, key)?;
         self.api
             .post("/v3/kv/deleterange", json!({"key": b64(key)}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 
     async fn lock(&self, key: &str, timeout: Duration) -> Result<Box<dyn Lock>, StoreError> {
         check_path_key(StoreKind::Etcd, key)?;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let grant = self
             .api
             .post("/v3/lease/grant", json!({"TTL": self.ttl.to_string()}))
@@ -173,9 +210,10 @@ impl DataStore for EtcdStore {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => {
-                return Err(StoreError::Failed(format!(
-                    "etcd did not grant a lease: {grant}"
-                )));
+                return Err(StoreError::Etcd(EtcdError::Decode {
+                    url: format!("{}/v3/lease/grant", self.api.base),
+                    reason: format!("no lease ID in {grant}"),
+                }));
             }
         };
         let owner = super::lock_owner();
@@ -183,23 +221,24 @@ impl DataStore for EtcdStore {
             "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
             "success": [{"request_put": {"key": b64(key), "value": b64(&owner), "lease": lease}}],
         });
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let reply = match self.api.post("/v3/kv/txn", txn.clone()).await {
                 Ok(r) => r,
                 Err(e) => {
                     revoke(&self.api, &lease).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
                 break;
             }
-            if tokio::time::Instant::now() + super::LOCK_POLL > deadline {
+            if tokio::time::Instant::now() >= deadline {
+                let waited = started.elapsed().as_secs_f64();
                 revoke(&self.api, &lease).await;
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited,
                 });
             }
             // The lease must outlive a long wait.
@@ -209,9 +248,9 @@ impl DataStore for EtcdStore {
                 .await
             {
                 revoke(&self.api, &lease).await;
-                return Err(e);
+                return Err(e.into());
             }
-            tokio::time::sleep(super::LOCK_POLL).await;
+            super::lock_pause(deadline).await;
         }
         tracing::debug!(key, lease, "etcd lock obtained");
         let lost = Arc::new(AtomicBool::new(false));
@@ -288,7 +327,7 @@ impl Lock for EtcdLock {
         self.keeper.abort();
         self.api
             .post("/v3/lease/revoke", json!({"ID": self.lease}))
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }

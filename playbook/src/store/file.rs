@@ -1,5 +1,12 @@
 //! The `file` store: one JSON or YAML file holding a mapping, re-read on every access and
 //! rewritten whole on every change.
+//!
+//! The file is checked when the store opens, so a run stops before any task when it is a
+//! directory, unreadable, empty or not a mapping. Writes go to a temporary file in the same
+//! directory, are flushed to disk and renamed over the original, so a crash leaves either the
+//! old or the new content, never a truncated file. An empty file is refused rather than read
+//! as `{}` (what an interrupted non-atomic write would have left); `create: true` starts the
+//! file as `{}`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use super::{DataStore, StoreError, StoreKind};
+use super::{DataStore, FileProblem, StoreError, StoreKind};
 use crate::schema::stores::{FileFormat as Format, FileProps};
 use crate::schema::values::flag;
 
@@ -32,67 +39,126 @@ impl FileStore {
         let format = props.format;
         let create = flag(props.create, false);
         let path = expand_home(props.file.as_str());
-        if tokio::fs::metadata(&path).await.is_err() {
-            if create {
-                tokio::fs::write(&path, b"").await.map_err(|e| {
-                    StoreError::Failed(format!("Cannot create data file {}: {e}", path.display()))
-                })?;
-            } else {
-                return Err(StoreError::Config(format!(
-                    "Cannot find data file {}",
-                    path.display()
-                )));
-            }
-        }
-        Ok(Self {
+        let mut store = Self {
             path,
             format,
             guard: Mutex::new(()),
-        })
+        };
+        match tokio::fs::symlink_metadata(&store.path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !create {
+                    return Err(StoreError::Config(format!(
+                        "Cannot find data file {}",
+                        store.path.display()
+                    )));
+                }
+                store.save(Map::new()).await?;
+            }
+            Err(e) => return Err(store.problem(FileProblem::Read(e.into()))),
+            Ok(_) => {
+                // Writes replace the file by renaming, so work on a symlink's target.
+                if let Ok(real) = tokio::fs::canonicalize(&store.path).await {
+                    store.path = real;
+                }
+            }
+        }
+        // Refuse a file that cannot be used now, before any task runs; it is left untouched.
+        store.load().await?;
+        Ok(store)
+    }
+
+    fn problem(&self, problem: FileProblem) -> StoreError {
+        StoreError::File {
+            path: self.path.clone(),
+            problem,
+        }
     }
 
     async fn load(&self) -> Result<Map<String, Value>, StoreError> {
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            StoreError::Failed(format!(
-                "Cannot read data file {}: {e}",
-                self.path.display()
-            ))
-        })?;
+        if tokio::fs::metadata(&self.path)
+            .await
+            .is_ok_and(|m| m.is_dir())
+        {
+            return Err(self.problem(FileProblem::Directory));
+        }
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| self.problem(FileProblem::Read(e.into())))?;
         if text.trim().is_empty() {
-            return Ok(Map::new());
+            return Err(self.problem(FileProblem::Empty));
         }
         let value = match self.format {
-            Format::Json => serde_json::from_str::<Value>(&text).map_err(|e| {
-                StoreError::Failed(format!("{}: invalid JSON: {e}", self.path.display()))
-            })?,
+            Format::Json => serde_json::from_str::<Value>(&text)
+                .map_err(|e| self.problem(FileProblem::Json(e.into())))?,
             Format::Yaml => crate::yaml::parse(&text)
-                .map_err(|e| {
-                    StoreError::Failed(format!("{}:{}: {e}", self.path.display(), e.mark))
-                })?
+                .map_err(|e| self.problem(FileProblem::Yaml(e)))?
                 .to_value(),
         };
         match value {
             Value::Object(map) => Ok(map),
-            Value::Null => Ok(Map::new()),
-            _ => Err(StoreError::Failed(
-                "The data file must contain a Hash or be empty".to_string(),
-            )),
+            other => Err(self.problem(FileProblem::NotMapping(
+                match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "a list",
+                    Value::Object(_) => "a mapping",
+                }
+                .to_string(),
+            ))),
         }
     }
 
+    /// Replaces the file atomically: temporary file in the same directory, fsync, rename,
+    /// fsync of the directory.
     async fn save(&self, map: Map<String, Value>) -> Result<(), StoreError> {
         let value = Value::Object(map);
         let text = match self.format {
             Format::Json => value.to_string(),
             Format::Yaml => crate::yaml::to_yaml_string(&value).map_err(StoreError::Failed)?,
         };
-        tokio::fs::write(&self.path, text).await.map_err(|e| {
-            StoreError::Failed(format!(
-                "Cannot write data file {}: {e}",
-                self.path.display()
-            ))
-        })
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || replace(&path, text.as_bytes()))
+            .await
+            .map_err(|e| self.problem(FileProblem::Write(std::io::Error::other(e).into())))?
+            .map_err(|e| self.problem(FileProblem::Write(e.into())))
     }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, flushes it and renames it over `path`.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    // Make the rename itself durable; not every file system allows syncing a directory.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -106,7 +172,10 @@ impl DataStore for FileStore {
         self.load()
             .await?
             .remove(key)
-            .ok_or_else(|| StoreError::NoSuchKey(key.to_string()))
+            .ok_or_else(|| StoreError::NoSuchKey {
+                kind: StoreKind::File,
+                key: key.to_string(),
+            })
     }
 
     async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
@@ -150,7 +219,7 @@ mod tests {
         store.delete("port").await.expect("delete");
         assert!(matches!(
             store.read("port").await,
-            Err(StoreError::NoSuchKey(_))
+            Err(StoreError::NoSuchKey { .. })
         ));
     }
 
@@ -159,11 +228,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("d.json");
         std::fs::write(&path, "[1]").expect("write");
-        let store = FileStore::open(&props(&path, "json", false))
-            .await
-            .expect("open");
-        let err = store.read("x").await.expect_err("not a hash");
-        assert!(err.to_string().contains("must contain a Hash"), "{err}");
+        let Err(err) = FileStore::open(&props(&path, "json", false)).await else {
+            panic!("a list is not a mapping");
+        };
+        assert!(err.to_string().contains("must contain a mapping"), "{err}");
         let toml = json!({"file": path.to_string_lossy(), "format": "toml"});
         assert!(crate::schema::parse::<FileProps>(&toml).is_err());
     }

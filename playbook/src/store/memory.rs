@@ -39,7 +39,10 @@ impl DataStore for MemoryStore {
         values
             .get(key)
             .cloned()
-            .ok_or_else(|| StoreError::NoSuchKey(key.to_string()))
+            .ok_or_else(|| StoreError::NoSuchKey {
+                kind: StoreKind::Memory,
+                key: key.to_string(),
+            })
     }
 
     async fn write(&self, key: &str, value: &Value) -> Result<(), StoreError> {
@@ -71,6 +74,7 @@ impl DataStore for MemoryStore {
                 return Err(StoreError::LockTimeout {
                     key: key.to_string(),
                     seconds: timeout.as_secs_f64(),
+                    waited: started.elapsed().as_secs_f64(),
                 });
             }
             tokio::time::sleep(LOCK_POLL).await;
@@ -110,7 +114,7 @@ mod tests {
         store.delete("k").await.expect("delete");
         assert!(matches!(
             store.read("k").await,
-            Err(StoreError::NoSuchKey(_))
+            Err(StoreError::NoSuchKey { .. })
         ));
     }
 

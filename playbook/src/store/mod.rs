@@ -14,12 +14,15 @@ mod memory;
 mod shell;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 pub use environment::EnvOverlay;
+pub use etcd::EtcdError;
 
 use crate::schema::stores::{StoreConfig, StoreProps};
 use crate::schema::values::text;
@@ -92,8 +95,13 @@ impl fmt::Display for StoreKind {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The key does not exist.
-    #[error("No such key {0}")]
-    NoSuchKey(String),
+    #[error("{}", missing_key(*kind, key))]
+    NoSuchKey {
+        /// The store's kind.
+        kind: StoreKind,
+        /// The key.
+        key: String,
+    },
     /// The environment variable does not exist.
     #[error("No such environment variable {0}")]
     NoSuchVariable(String),
@@ -106,12 +114,14 @@ pub enum StoreError {
         kind: StoreKind,
     },
     /// A lock could not be obtained in time.
-    #[error("Failed to obtain lock {key} after {seconds} seconds")]
+    #[error("Failed to obtain lock {key} after {seconds} seconds (waited {waited:.2} s)")]
     LockTimeout {
         /// The lock key.
         key: String,
         /// The timeout.
         seconds: f64,
+        /// How long the acquisition actually waited.
+        waited: f64,
     },
     /// The store configuration is wrong.
     #[error("{0}")]
@@ -119,6 +129,82 @@ pub enum StoreError {
     /// Any other failure (I/O, command exit codes, parse errors).
     #[error("{0}")]
     Failed(String),
+    /// A file store's file cannot be used.
+    #[error("data file {}: {problem}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: FileProblem,
+    },
+    /// A Consul request failed.
+    #[error(transparent)]
+    Consul(#[from] consul::ConsulError),
+    /// An etcd request failed.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// The message for a missing key, in the words Choria used for each store.
+fn missing_key(kind: StoreKind, key: &str) -> String {
+    match kind {
+        StoreKind::Consul | StoreKind::Etcd => format!("Could not find key {key}"),
+        StoreKind::Memory | StoreKind::Environment | StoreKind::File | StoreKind::Shell => {
+            format!("No such key {key}")
+        }
+    }
+}
+
+/// Why a file store's file cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FileProblem {
+    /// The path is a directory.
+    #[error("it is a directory, not a file")]
+    Directory,
+    /// The file cannot be read (permissions, I/O).
+    #[error("cannot read it: {0}")]
+    Read(#[source] Arc<std::io::Error>),
+    /// The file is empty: refused, since an interrupted write leaves exactly that.
+    #[error(
+        "it is empty; a data file must hold a mapping (write {{}} to it to start an empty store)"
+    )]
+    Empty,
+    /// The file is not valid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// The file is not valid YAML.
+    #[error("invalid YAML at line {line} column {column}: {error}", line = .0.mark.line, column = .0.mark.column, error = .0)]
+    Yaml(#[source] crate::yaml::YamlError),
+    /// The top level is not a mapping.
+    #[error("it must contain a mapping, not {0}")]
+    NotMapping(String),
+    /// The file could not be replaced.
+    #[error("cannot write it: {0}")]
+    Write(#[source] Arc<std::io::Error>),
+}
+
+/// Says why an HTTP request got no answer: connection refused, timed out, or the innermost
+/// cause, instead of reqwest's generic "error sending request".
+pub(crate) fn http_failure(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut io_kind = None;
+    let mut innermost = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = c.to_string();
+        cause = c.source();
+    }
+    match io_kind {
+        _ if e.is_timeout() => "timed out".to_string(),
+        Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_string(),
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset".to_string(),
+        Some(std::io::ErrorKind::TimedOut) => "timed out".to_string(),
+        _ => innermost,
+    }
 }
 
 /// A key/value store used by data-bound inputs, the `data` task and locks.
@@ -158,6 +244,13 @@ pub trait Lock: Send + Sync {
 
 /// How often a waiting lock acquisition retries.
 pub(crate) const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// Sleeps until the next lock attempt: [`LOCK_POLL`], or less so that the last attempt is made
+/// at the deadline itself (a lock wait lasts the whole timeout, not up to a poll less).
+pub(crate) async fn lock_pause(deadline: tokio::time::Instant) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep(left.min(LOCK_POLL)).await;
+}
 
 /// A value identifying this process as a lock holder.
 pub(crate) fn lock_owner() -> String {
@@ -266,5 +359,48 @@ pub(crate) fn split_path(path: &str) -> Result<(&str, &str), StoreError> {
         _ => Err(StoreError::Config(format!(
             "Invalid data store path {path}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_keys_keep_each_stores_wording_and_hold_kind_and_key() {
+        let etcd = StoreError::NoSuchKey {
+            kind: StoreKind::Etcd,
+            key: "app/x".into(),
+        };
+        assert_eq!(etcd.to_string(), "Could not find key app/x");
+        let file = StoreError::NoSuchKey {
+            kind: StoreKind::File,
+            key: "port".into(),
+        };
+        assert_eq!(file.to_string(), "No such key port");
+    }
+
+    #[tokio::test]
+    async fn http_failures_say_refused_or_timed_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .expect("client");
+        // Accepted by the kernel's backlog but never answered.
+        let e = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect_err("no answer");
+        assert_eq!(http_failure(&e), "timed out", "{e:?}");
+        drop(listener);
+        let e = client
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect_err("closed port");
+        assert_eq!(http_failure(&e), "connection refused", "{e:?}");
     }
 }

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub(crate) use http::HttpClients;
+pub(crate) use shell::kill_running_groups;
 
 use crate::log::RunLog;
 use crate::schema::tasks::TaskProps;
@@ -166,6 +167,8 @@ pub struct TaskContext<'a> {
     pub(crate) env: &'a EnvOverlay,
     pub(crate) http: &'a HttpClients,
     pub(crate) broker: &'a crate::choria::Broker,
+    /// Cancelled when the run is interrupted: the task should stop what it started.
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 /// One runnable task attempt.

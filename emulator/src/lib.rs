@@ -66,10 +66,11 @@ pub enum Error {
     },
     #[error(transparent)]
     Supervisor(#[from] supervisor::SupervisorError),
-    #[error("cannot listen for HTTP on {addr}: {source}")]
+    /// The OS error is part of the message, not a `source`, so that it is printed once.
+    #[error("cannot listen for HTTP on {addr}: {error}")]
     Http {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -134,13 +135,13 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     } else {
         config.servers.clone()
     };
-    let listener = http::bind(config.http).map_err(|source| Error::Http {
+    let listener = http::bind(config.http).map_err(|error| Error::Http {
         addr: config.http,
-        source,
+        error,
     })?;
-    let http_addr = listener.local_addr().map_err(|source| Error::Http {
+    let http_addr = listener.local_addr().map_err(|error| Error::Http {
         addr: config.http,
-        source,
+        error,
     })?;
     let shared = Arc::new(Shared::new(config)?);
     if let (Some(b), Ok(mut infos)) = (&broker, shared.brokers.lock()) {
@@ -148,10 +149,10 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
     }
     let http_cancel = CancellationToken::new();
     let http_thread =
-        http::spawn(listener, Arc::clone(&shared), http_cancel.clone()).map_err(|source| {
+        http::spawn(listener, Arc::clone(&shared), http_cancel.clone()).map_err(|error| {
             Error::Http {
                 addr: http_addr,
-                source,
+                error,
             }
         })?;
     tracing::info!(

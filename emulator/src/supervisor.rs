@@ -126,13 +126,13 @@ pub async fn run(
         config.servers.clone()
     };
     let loopback = config.bind.is_empty() && servers.iter().all(|s| limits::is_loopback_url(s));
-    let listener = std::net::TcpListener::bind(config.http).map_err(|source| Error::Http {
+    let listener = std::net::TcpListener::bind(config.http).map_err(|error| Error::Http {
         addr: config.http,
-        source,
+        error,
     })?;
-    let http_addr = listener.local_addr().map_err(|source| Error::Http {
+    let http_addr = listener.local_addr().map_err(|error| Error::Http {
         addr: config.http,
-        source,
+        error,
     })?;
     tracing::info!(
         instances = config.instances,
@@ -174,7 +174,7 @@ pub async fn run(
             .build()
             .map_err(|e| Error::Http {
                 addr: http_addr,
-                source: std::io::Error::other(e),
+                error: std::io::Error::other(e),
             })?,
         config: config.clone(),
     });

@@ -402,7 +402,7 @@ mod tests {
     fn one_line_joins_causes_without_repeating_them() {
         let read = agents::config::ConfigFileError::Read {
             path: "/x.conf".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
         let error = NodeError::Config {
             path: "/x.conf".into(),

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agents::DebugVars;
 use agents::{RpcReply, StatusCode};
 use serde_json::{Value, json};
 
@@ -232,7 +233,7 @@ impl Manager {
         }
     }
 
-    async fn vars(&self, port: u16) -> Option<Value> {
+    async fn vars(&self, port: u16) -> Option<DebugVars> {
         let url = format!("http://127.0.0.1:{port}/debug/vars");
         self.http.get(url).send().await.ok()?.json().await.ok()
     }
@@ -254,7 +255,7 @@ impl Manager {
         }
         if let Some(vars) = self.vars(s.monitor).await {
             return Err(StartError::PortTaken {
-                named: vars["config"]["pid"].to_string(),
+                named: vars.config.pid.to_string(),
             });
         }
         let downloaded = self.workdir.join("emulator");
@@ -276,6 +277,9 @@ impl Manager {
             s.monitor.to_string(),
             "--config".into(),
             "/dev/null".into(),
+            // The emulator gives up (and says why) when its fleet is not connected in time.
+            "--connect-timeout".into(),
+            START_WAIT.as_secs().to_string(),
         ];
         for server in s.servers {
             args.push("--server".into());
@@ -290,12 +294,19 @@ impl Manager {
         let _ = std::fs::write(self.pid_file(role), pid.to_string());
         let started = Instant::now();
         while started.elapsed() < START_WAIT {
+            // Started means every instance connected and subscribed, not only /debug/vars up.
             if let Some(vars) = self.vars(s.monitor).await
-                && vars["config"]["pid"] == pid
+                && vars.config.pid == pid
+                && vars.emulator.instances.connected >= vars.config.instances
             {
-                return Ok(
-                    json!({"status": true, "pid": pid, "message": format!("started emulator pid {pid}")}),
-                );
+                return Ok(json!({
+                    "status": true,
+                    "pid": pid,
+                    "message": format!(
+                        "started emulator pid {pid}: {} instances connected",
+                        vars.emulator.instances.connected
+                    ),
+                }));
             }
             self.still_starting(role, &tracked)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -349,7 +360,7 @@ impl Manager {
                     && let Some(vars) = self.vars(monitor).await
                 {
                     return Err(StopError::NotOurs {
-                        named: vars["config"]["pid"].to_string(),
+                        named: vars.config.pid.to_string(),
                     });
                 }
                 0
@@ -366,25 +377,25 @@ impl Manager {
         let tracked = self.processes.get(role);
         match self.vars(port).await {
             Some(v) => {
-                let ours = tracked.as_ref().is_some_and(|t| {
-                    v["config"]["pid"] == t.pid && t.liveness() == Liveness::Running
-                });
+                let ours = tracked
+                    .as_ref()
+                    .is_some_and(|t| v.config.pid == t.pid && t.liveness() == Liveness::Running);
                 let message = if ours {
                     "running".to_owned()
                 } else {
                     format!(
                         "running, but not started by this daemon (pid {} answers on port {port})",
-                        v["config"]["pid"]
+                        v.config.pid
                     )
                 };
                 json!({
                     "running": true,
-                    "pid": v["config"]["pid"],
-                    "name": v["name"],
-                    "instances": v["config"]["instances"],
-                    "connected": v["emulator"]["instances"]["connected"],
-                    "tls": v["config"]["TLS"] == 1,
-                    "memory": v["memstats"]["Sys"],
+                    "pid": v.config.pid,
+                    "name": v.name,
+                    "instances": v.config.instances,
+                    "connected": v.emulator.instances.connected,
+                    "tls": v.config.tls == 1,
+                    "memory": v.memstats.sys,
                     "message": message,
                 })
             }
@@ -462,7 +473,12 @@ pub fn first_error_line(log: &Path) -> String {
     const TAIL: u64 = 64 * 1024;
     let text = read_tail(log, TAIL).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    if let Some(line) = lines.iter().rev().find_map(|l| l.strip_prefix("Error: ")) {
+    // `emulator: error: ...` (this workspace's programs) or `Error: ...` (anyhow's default).
+    if let Some(line) = lines.iter().rev().find_map(|l| {
+        l.split_once(": error: ")
+            .map(|(_, e)| e)
+            .or_else(|| l.strip_prefix("Error: "))
+    }) {
         return line.trim().to_owned();
     }
     if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {

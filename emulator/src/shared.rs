@@ -62,14 +62,24 @@ impl Shared {
 }
 
 impl Shared {
-    /// Per fault kind: instances that have it and events it caused.
-    pub(crate) fn fault_counts(&self) -> [(u64, u64); 4] {
+    /// Per fault kind: instances of this process that have it and events it caused.
+    pub(crate) fn fault_counts(
+        &self,
+    ) -> std::collections::BTreeMap<String, agents::debug_vars::FaultCounters> {
         let first = self.config.index_offset;
         let instances = self
             .faults
             .counts_in(first..first.saturating_add(self.config.instances));
-        let events = self.fault_counters.events();
-        [0, 1, 2, 3].map(|i| (instances[i], events[i]))
+        crate::faults::KINDS
+            .iter()
+            .zip(instances.into_iter().zip(self.fault_counters.events()))
+            .map(|(kind, (instances, events))| {
+                (
+                    (*kind).to_owned(),
+                    agents::debug_vars::FaultCounters { instances, events },
+                )
+            })
+            .collect()
     }
 }
 

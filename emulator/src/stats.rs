@@ -130,7 +130,10 @@ impl Stats {
     }
 
     /// The counters as the `emulator` object of /debug/vars, with the fleet's fault counts.
-    pub fn snapshot(&self, faults: [(u64, u64); 4]) -> Counters {
+    pub fn snapshot(
+        &self,
+        faults: std::collections::BTreeMap<String, debug_vars::FaultCounters>,
+    ) -> Counters {
         let connected = self.instances_connected.get().max(0);
         let started = self.instances_started.get();
         Counters {
@@ -177,16 +180,7 @@ impl Stats {
                 bytes_in: self.bytes_in.get(),
                 bytes_out: self.bytes_out.get(),
             },
-            faults: crate::faults::KINDS
-                .iter()
-                .zip(faults)
-                .map(|(kind, (instances, events))| {
-                    (
-                        (*kind).to_owned(),
-                        debug_vars::FaultCounters { instances, events },
-                    )
-                })
-                .collect(),
+            faults,
         }
     }
 }

@@ -13,7 +13,7 @@ mod terraform;
 pub(crate) mod versions;
 mod yaml_file;
 
-use std::fmt;
+pub use crate::schema::kinds::NodeSetKind;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -23,66 +23,6 @@ use serde_json::Value;
 use crate::schema::nodes::{NodeSetConfig, NodeSetProps};
 use crate::schema::values::{Int, flag, text};
 use crate::store::EnvOverlay;
-
-/// Every node set type the DSL knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeSetKind {
-    /// Choria broadcast discovery.
-    Mcollective,
-    /// PuppetDB query (not available in this build yet).
-    Pql,
-    /// A group in a YAML file.
-    Yaml,
-    /// A script printing one node per line.
-    Shell,
-    /// A list output of a terraform state.
-    Terraform,
-    /// An inline list (`nodes: [..]`); an extension of this implementation.
-    List,
-}
-
-impl NodeSetKind {
-    /// All kinds, for suggestions.
-    pub const ALL: [NodeSetKind; 6] = [
-        Self::Mcollective,
-        Self::Pql,
-        Self::Yaml,
-        Self::Shell,
-        Self::Terraform,
-        Self::List,
-    ];
-
-    /// The DSL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Mcollective => "mcollective",
-            Self::Pql => "pql",
-            Self::Yaml => "yaml",
-            Self::Shell => "shell",
-            Self::Terraform => "terraform",
-            Self::List => "list",
-        }
-    }
-
-    /// Parses a DSL name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Whether this build can discover such a set.
-    pub fn available(self) -> bool {
-        match self {
-            Self::Mcollective | Self::Yaml | Self::Shell | Self::Terraform | Self::List => true,
-            Self::Pql => false,
-        }
-    }
-}
-
-impl fmt::Display for NodeSetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Node discovery failures.
 #[derive(Debug, Clone, thiserror::Error)]

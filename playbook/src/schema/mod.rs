@@ -12,6 +12,7 @@
 //! * **execute**: the expanded map is deserialised with the same struct ([`parse`]); a problem
 //!   then becomes a [`PropsError`] naming the declaration's position.
 
+pub(crate) mod kinds;
 pub(crate) mod nodes;
 pub(crate) mod stores;
 pub(crate) mod tasks;

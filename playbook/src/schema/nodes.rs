@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::kinds::NodeSetKind;
 use super::values::{Flag, Int, Names, Seconds, Text};
 use super::{Problem, fields_of, parse, split};
-use crate::nodes::NodeSetKind;
 
 /// Properties every node set accepts.
 #[derive(Debug, Clone, Deserialize)]

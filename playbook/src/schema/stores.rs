@@ -3,9 +3,9 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::kinds::StoreKind;
 use super::values::{Flag, Seconds, Text, TextMap, one_of};
 use super::{Problem, fields_of, parse, split};
-use crate::store::StoreKind;
 
 /// Properties every store accepts.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::kinds::TaskKind;
 use super::values::{Flag, Hash, Int, ListOf, Names, Seconds, Text, TextMap, one_of};
 use super::{Problem, fields_of, parse};
-use crate::task::TaskKind;
 
 /// Properties every task accepts, read by the spec stage (never templated except
 /// `description`).

@@ -13,7 +13,7 @@ mod file;
 mod memory;
 mod shell;
 
-use std::fmt;
+pub use crate::schema::kinds::StoreKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,70 +26,6 @@ pub use etcd::EtcdError;
 
 use crate::schema::stores::{StoreConfig, StoreProps};
 use crate::schema::values::text;
-
-/// Every data store type the DSL knows. The match over this enum is exhaustive everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    /// In-process map (removed from Choria in 2018; kept here).
-    Memory,
-    /// Environment variables with an optional prefix.
-    Environment,
-    /// A JSON or YAML file holding a mapping.
-    File,
-    /// An external command called with `--read`, `--write` or `--delete`.
-    Shell,
-    /// Consul KV with session locks.
-    Consul,
-    /// etcd v3 with lease locks.
-    Etcd,
-}
-
-impl StoreKind {
-    /// All kinds, for suggestions.
-    pub const ALL: [StoreKind; 6] = [
-        Self::Memory,
-        Self::Environment,
-        Self::File,
-        Self::Shell,
-        Self::Consul,
-        Self::Etcd,
-    ];
-
-    /// The DSL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::Environment => "environment",
-            Self::File => "file",
-            Self::Shell => "shell",
-            Self::Consul => "consul",
-            Self::Etcd => "etcd",
-        }
-    }
-
-    /// Parses a DSL name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Whether this build can actually use the store.
-    pub fn available(self) -> bool {
-        match self {
-            Self::Memory
-            | Self::Environment
-            | Self::File
-            | Self::Shell
-            | Self::Consul
-            | Self::Etcd => true,
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Data store failures.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -16,7 +16,7 @@ mod slack;
 mod unavailable;
 mod webhook;
 
-use std::fmt;
+pub use crate::schema::kinds::TaskKind;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -28,95 +28,6 @@ use crate::log::RunLog;
 use crate::schema::tasks::TaskProps;
 use crate::schema::values::{Names, Text};
 use crate::store::{EnvOverlay, Stores};
-
-/// Every task type the DSL knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TaskKind {
-    /// A Choria RPC request (`rpc` is accepted as an alias).
-    Mcollective,
-    /// The historical assertion task (removed from Choria in 2017; not available).
-    McollectiveAssert,
-    /// The historical Bolt task (removed from Choria in 2018; not available).
-    Bolt,
-    /// A local shell command.
-    Shell,
-    /// An HTTP GET or POST.
-    Webhook,
-    /// A Slack chat message.
-    Slack,
-    /// A Graphite event.
-    GraphiteEvent,
-    /// Writes or deletes a data store key.
-    Data,
-}
-
-impl TaskKind {
-    /// All kinds, for suggestions.
-    pub const ALL: [TaskKind; 8] = [
-        Self::Mcollective,
-        Self::McollectiveAssert,
-        Self::Bolt,
-        Self::Shell,
-        Self::Webhook,
-        Self::Slack,
-        Self::GraphiteEvent,
-        Self::Data,
-    ];
-
-    /// The DSL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Mcollective => "mcollective",
-            Self::McollectiveAssert => "mcollective_assert",
-            Self::Bolt => "bolt",
-            Self::Shell => "shell",
-            Self::Webhook => "webhook",
-            Self::Slack => "slack",
-            Self::GraphiteEvent => "graphite_event",
-            Self::Data => "data",
-        }
-    }
-
-    /// Parses a DSL name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        if name == "rpc" {
-            return Some(Self::Mcollective);
-        }
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Whether this build can run the task type.
-    pub fn available(self) -> bool {
-        match self {
-            Self::Mcollective
-            | Self::Shell
-            | Self::Webhook
-            | Self::Slack
-            | Self::GraphiteEvent
-            | Self::Data => true,
-            Self::McollectiveAssert | Self::Bolt => false,
-        }
-    }
-
-    /// Whether the type is historical (removed from Choria before YAML playbooks ended).
-    pub fn historical(self) -> bool {
-        match self {
-            Self::McollectiveAssert | Self::Bolt => true,
-            Self::Mcollective
-            | Self::Shell
-            | Self::Webhook
-            | Self::Slack
-            | Self::GraphiteEvent
-            | Self::Data => false,
-        }
-    }
-}
-
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A task property error found after templating; it aborts the run.
 #[derive(Debug, Clone, thiserror::Error)]

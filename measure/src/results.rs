@@ -3,15 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agents::client::ConnectionHealth;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::account::{RequestAccount, buckets};
 use crate::report::{self, Series};
 use crate::run::MeasureArgs;
+use crate::signals::Interrupt;
 
 /// Totals over every request.
 #[derive(Debug, Clone, Serialize)]
@@ -35,8 +37,19 @@ pub struct Summary {
     pub bad_hash: usize,
     pub malformed: usize,
     pub unexpected: usize,
-    /// True when every request's sums close.
+    /// True when every request's sums close, the totals close, and measure's own connection
+    /// neither dropped nor lost messages (else replies may have gone unseen).
     pub accounting_closes: bool,
+    /// Times measure's own connection to the broker dropped during the run.
+    pub connection_drops: u64,
+    /// Times the NATS client dropped messages because measure read them too slowly.
+    pub slow_consumer_events: u64,
+    /// The signal that stopped the run early (`SIGINT`/`SIGTERM`), if any.
+    pub interrupted: Option<String>,
+    /// Requests the run meant to send.
+    pub planned_requests: usize,
+    /// Requests cut short by the interruption (their missing replies were not waited for).
+    pub interrupted_requests: usize,
     pub wall_seconds: f64,
     /// On-time replies (ok + failed) per second of wall time.
     pub replies_per_second: f64,
@@ -81,7 +94,7 @@ impl Summary {
             latency_ms.insert("max".to_owned(), histogram.max() as f64 / 1e6);
             latency_ms.insert("min".to_owned(), histogram.min() as f64 / 1e6);
         }
-        Summary {
+        let mut summary = Summary {
             requests: accounts.len(),
             discovered,
             discovery_seconds: discovery.as_secs_f64(),
@@ -102,11 +115,47 @@ impl Summary {
             malformed: sum(|a| a.malformed),
             unexpected: sum(|a| a.unexpected),
             accounting_closes: accounts.iter().all(RequestAccount::closes),
+            connection_drops: 0,
+            slow_consumer_events: 0,
+            interrupted: None,
+            planned_requests: accounts.len(),
+            interrupted_requests: accounts.iter().filter(|a| a.interrupted).count(),
             wall_seconds: wall.as_secs_f64(),
             replies_per_second: answered as f64 / wall.as_secs_f64().max(1e-9),
             latency_ms,
             missing_identities,
-        }
+        };
+        summary.accounting_closes &= summary.totals_close();
+        summary
+    }
+
+    /// The run-wide sums, checked again over the totals.
+    fn totals_close(&self) -> bool {
+        self.messages
+            == self.ok
+                + self.failed
+                + self.duplicates
+                + self.late
+                + self.bad_hash
+                + self.malformed
+                + self.unexpected
+            && self.expected == self.answered + self.missing
+            && self.answered == self.ok + self.failed
+            && self.failed == self.failed_by_statuscode.values().sum::<usize>()
+    }
+
+    /// Records what happened to measure's own connection; a drop or a slow-consumer loss means
+    /// replies may never have been received, so the accounting cannot close.
+    pub fn set_connection(&mut self, health: ConnectionHealth) {
+        self.connection_drops = health.disconnects;
+        self.slow_consumer_events = health.slow_consumer;
+        self.accounting_closes &= health.is_clean();
+    }
+
+    /// Marks the run as stopped by `signal` after `planned` requests were meant to be sent.
+    pub fn set_interrupted(&mut self, signal: Option<Interrupt>, planned: usize) {
+        self.interrupted = signal.map(|s| s.name().to_owned());
+        self.planned_requests = planned;
     }
 
     /// Missing replies as a fraction of expected ones.
@@ -119,13 +168,18 @@ impl Summary {
 
     /// The one line that says whether every reply is accounted for.
     pub fn accounting_line(&self) -> String {
+        let verdict = if self.accounting_closes {
+            "closes".to_owned()
+        } else if self.connection_drops > 0 || self.slow_consumer_events > 0 {
+            format!(
+                "DOES NOT CLOSE (measure's own connection dropped {} times and lost messages {} times during the run: replies may have gone unseen)",
+                self.connection_drops, self.slow_consumer_events
+            )
+        } else {
+            "DOES NOT CLOSE".to_owned()
+        };
         format!(
-            "accounting {}: expected {} = {} answered + {} missing; {} messages = {} ok + {} failed + {} duplicate + {} late + {} bad hash + {} malformed + {} unexpected",
-            if self.accounting_closes {
-                "closes"
-            } else {
-                "DOES NOT CLOSE"
-            },
+            "accounting {verdict}: expected {} = {} answered + {} missing; {} messages = {} ok + {} failed + {} duplicate + {} late + {} bad hash + {} malformed + {} unexpected",
             self.expected,
             self.answered,
             self.missing,
@@ -166,6 +220,33 @@ impl Summary {
             format!("{} ({} ok, {} failed)", self.answered, self.ok, self.failed),
         );
         row("missing", self.missing.to_string());
+        if self.unexpected > 0 {
+            row(
+                "unexpected",
+                format!(
+                    "{} replies from nodes discovery did not return",
+                    self.unexpected
+                ),
+            );
+        }
+        if self.connection_drops > 0 || self.slow_consumer_events > 0 {
+            row(
+                "own connection",
+                format!(
+                    "dropped {} times, {} slow-consumer losses",
+                    self.connection_drops, self.slow_consumer_events
+                ),
+            );
+        }
+        if let Some(signal) = &self.interrupted {
+            row(
+                "INTERRUPTED",
+                format!(
+                    "by {signal}: {} of {} requests sent, {} cut short",
+                    self.requests, self.planned_requests, self.interrupted_requests
+                ),
+            );
+        }
         row(
             "duplicates / late",
             format!("{} / {}", self.duplicates, self.late),
@@ -208,22 +289,27 @@ fn unreachable_histogram() -> Histogram<u64> {
     Histogram::new(2).unwrap_or_else(|_| std::process::abort())
 }
 
-/// Writes requests.csv, times.csv, time_buckets.csv, summary.json and report.html into `dir`.
+/// Writes requests.csv, times.csv, time_buckets.csv, summary.json and report.html into `dir`;
+/// a failure names the file.
 pub(super) fn write_all(
     dir: &Path,
     accounts: &[RequestAccount],
     summary: &Summary,
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+) -> Result<(), (PathBuf, std::io::Error)> {
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| (path, e))
+    };
     let mut requests = String::from(
-        "request,round,worker,requestid,expected,published,publish_ns,request_ns,messages,answered,ok,failed,duplicates,late,bad_hash,malformed,unexpected,missing\n",
+        "request,round,worker,requestid,expected,published,publish_ns,request_ns,messages,answered,ok,failed,duplicates,late,bad_hash,malformed,unexpected,missing,interrupted\n",
     );
     let mut times = String::from("request,identity,nanoseconds\n");
     let mut bucket_rows = String::from("request,bucket_ms,replies\n");
     for a in accounts {
         let _ = writeln!(
             requests,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             a.request,
             a.round,
             a.worker,
@@ -241,7 +327,8 @@ pub(super) fn write_all(
             a.bad_hash,
             a.malformed,
             a.unexpected,
-            a.missing_total()
+            a.missing_total(),
+            u8::from(a.interrupted)
         );
         for (id, ns) in &a.times {
             let _ = writeln!(times, "{},{},{}", a.request, id, ns);
@@ -250,14 +337,13 @@ pub(super) fn write_all(
             let _ = writeln!(bucket_rows, "{},{},{}", a.request, i * 10, n);
         }
     }
-    std::fs::write(dir.join("requests.csv"), requests)?;
-    std::fs::write(dir.join("times.csv"), times)?;
-    std::fs::write(dir.join("time_buckets.csv"), bucket_rows)?;
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::write(dir.join("report.html"), html(accounts, summary))?;
+    write("requests.csv", requests)?;
+    write("times.csv", times)?;
+    write("time_buckets.csv", bucket_rows)?;
+    let json = serde_json::to_string_pretty(summary)
+        .map_err(|e| (dir.join("summary.json"), std::io::Error::other(e)))?;
+    write("summary.json", json)?;
+    write("report.html", html(accounts, summary))?;
     Ok(())
 }
 
@@ -334,6 +420,15 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
         ),
         ("accounting".to_owned(), summary.accounting_line()),
     ];
+    if let Some(signal) = &summary.interrupted {
+        facts.push((
+            "interrupted".to_owned(),
+            format!(
+                "by {signal}: {} of {} requests sent",
+                summary.requests, summary.planned_requests
+            ),
+        ));
+    }
     for (k, v) in &summary.latency_ms {
         facts.push((format!("latency {k}"), format!("{v:.2} ms")));
     }

@@ -171,9 +171,22 @@ impl Summary {
         let verdict = if self.accounting_closes {
             "closes".to_owned()
         } else if self.connection_drops > 0 || self.slow_consumer_events > 0 {
+            let mut why = Vec::new();
+            if self.connection_drops > 0 {
+                why.push(format!(
+                    "measure's own connection to the broker dropped {} time(s) during the run",
+                    self.connection_drops
+                ));
+            }
+            if self.slow_consumer_events > 0 {
+                why.push(format!(
+                    "the NATS client dropped messages {} time(s) as a slow consumer",
+                    self.slow_consumer_events
+                ));
+            }
             format!(
-                "DOES NOT CLOSE (measure's own connection dropped {} times and lost messages {} times during the run: replies may have gone unseen)",
-                self.connection_drops, self.slow_consumer_events
+                "DOES NOT CLOSE ({}: replies may have gone unseen)",
+                why.join("; ")
             )
         } else {
             "DOES NOT CLOSE".to_owned()
@@ -437,4 +450,102 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
         &facts,
         &[hist, cum, bucket_chart],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn one_request() -> RequestAccount {
+        RequestAccount {
+            request: 1,
+            expected: 3,
+            messages: 4,
+            answered: 2,
+            ok: 2,
+            unexpected: 2,
+            missing: vec!["c".into()],
+            times: vec![("a".into(), 2_000_000), ("b".into(), 3_000_000)],
+            ..RequestAccount::default()
+        }
+    }
+
+    fn summary(accounts: &[RequestAccount]) -> Summary {
+        let args = MeasureArgs::try_parse_from(["measure"]).unwrap();
+        Summary::new(
+            accounts,
+            3,
+            Duration::from_millis(5),
+            Duration::from_secs(1),
+            &args,
+        )
+    }
+
+    #[test]
+    fn the_line_closes_only_when_the_sums_hold() {
+        let s = summary(&[one_request()]);
+        assert!(s.accounting_closes);
+        assert_eq!(
+            s.accounting_line(),
+            "accounting closes: expected 3 = 2 answered + 1 missing; 4 messages = 2 ok + 0 failed + 0 duplicate + 0 late + 0 bad hash + 0 malformed + 2 unexpected"
+        );
+        assert!(
+            s.table()
+                .contains("2 replies from nodes discovery did not return")
+        );
+        let broken = RequestAccount {
+            messages: 5,
+            ..one_request()
+        };
+        let s = summary(&[one_request(), broken]);
+        assert!(!s.accounting_closes);
+        assert!(
+            s.accounting_line()
+                .starts_with("accounting DOES NOT CLOSE: ")
+        );
+    }
+
+    #[test]
+    fn a_dropped_connection_means_the_accounting_does_not_close() {
+        let mut s = summary(&[one_request()]);
+        s.set_connection(ConnectionHealth {
+            disconnects: 1,
+            slow_consumer: 0,
+        });
+        assert!(!s.accounting_closes);
+        assert_eq!(s.connection_drops, 1);
+        assert!(
+            s.accounting_line()
+                .starts_with("accounting DOES NOT CLOSE (measure's own connection to the broker dropped 1 time(s) during the run: replies may have gone unseen): expected 3"),
+            "{}",
+            s.accounting_line()
+        );
+        assert!(s.table().contains("own connection"));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["connection_drops"], 1);
+        assert_eq!(json["accounting_closes"], false);
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so() {
+        let cut = RequestAccount {
+            interrupted: true,
+            ..one_request()
+        };
+        let mut s = summary(&[one_request(), cut]);
+        s.set_interrupted(Some(Interrupt::Int), 10);
+        assert_eq!(s.interrupted.as_deref(), Some("SIGINT"));
+        assert_eq!(
+            (s.requests, s.planned_requests, s.interrupted_requests),
+            (2, 10, 1)
+        );
+        assert!(
+            s.table()
+                .contains("INTERRUPTED            by SIGINT: 2 of 10 requests sent, 1 cut short"),
+            "{}",
+            s.table()
+        );
+        assert!(s.accounting_closes, "what is in still adds up");
+    }
 }

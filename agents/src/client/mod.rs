@@ -284,7 +284,7 @@ impl Client {
     }
 
     /// Broadcast discovery: the identities that answered a ping with `filter`, in arrival
-    /// order, without duplicates.
+    /// order, without duplicates; with `expected`, the first that many.
     pub async fn discover(
         &self,
         filter: Filter,
@@ -294,7 +294,12 @@ impl Client {
         let mut call = Call::discovery(filter, timeout);
         call.expected = expected;
         let collected = self.call(&call).await?;
-        Ok(collected.senders())
+        let mut senders = collected.senders();
+        if let Some(n) = expected {
+            // Replies already received when discovery ended are read too; the first n count.
+            senders.truncate(n);
+        }
+        Ok(senders)
     }
 }
 

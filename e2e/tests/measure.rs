@@ -73,6 +73,26 @@ fn assert_summary_closes(summary: &serde_json::Value) {
     assert_eq!(n("answered"), n("ok") + n("failed"), "{summary}");
 }
 
+/// Polls the fleet's /debug/vars until `ready` holds (or panics after `limit`).
+async fn wait_for(
+    fleet: &Fleet,
+    limit: Duration,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let vars = fleet.vars();
+        if ready(&vars) {
+            return vars;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet never got there: {vars}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Column `name` of requests.csv, summed over every request.
 fn column_sum(requests: &[String], name: &str) -> u64 {
     let header: Vec<&str> = requests[0].split(',').collect();
@@ -517,7 +537,11 @@ async fn expect_below_the_fleet_waits_for_every_discovered_node() {
         50,
         "the 50 discovered nodes, each once per request"
     );
-    let sent = fleet.vars()["emulator"]["agents"]["emulated0"]["answered"]
+    // measure stops listening once the 50 answered; the other nodes may still be answering.
+    let sent = wait_for(&fleet, Duration::from_secs(10), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"].as_u64() == Some(600)
+    })
+    .await["emulator"]["agents"]["emulated0"]["answered"]
         .as_u64()
         .unwrap();
     assert_eq!(sent, 600, "every node of the fleet answered every request");
@@ -816,6 +840,7 @@ async fn the_broker_comes_from_flags_config_file_or_environment() {
 struct CuttableProxy {
     addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<u32>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -824,8 +849,11 @@ impl CuttableProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, cuts) = tokio::sync::watch::channel(0u32);
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&accepted);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut cuts = cuts.clone();
                 let generation = *cuts.borrow_and_update();
                 tokio::spawn(async move {
@@ -839,7 +867,12 @@ impl CuttableProxy {
                 });
             }
         });
-        CuttableProxy { addr, cut, task }
+        CuttableProxy {
+            addr,
+            cut,
+            accepted,
+            task,
+        }
     }
 
     /// Drops every connection made so far; new ones are still accepted.
@@ -878,7 +911,21 @@ async fn a_dropped_connection_is_reported_and_the_accounting_does_not_close() {
         "--json",
     ]);
     let run = tokio::spawn(measure(args));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once measure is connected and its requests are under way (16 at 4 a second), cut.
+    let connected = Instant::now();
+    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            connected.elapsed() < Duration::from_secs(20),
+            "measure never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
     proxy.cut();
     let result = run.await.unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&result.stdout)
@@ -909,26 +956,26 @@ async fn a_dropped_connection_is_reported_and_the_accounting_does_not_close() {
     fleet.stop().await;
 }
 
-/// Spawns the real binary, signals it after `after`, and returns its output.
+/// Spawns the real binary, signals it once `ready` resolved, and returns its output with the
+/// time it took to exit after the signal.
 async fn interrupted(
     args: Vec<String>,
     signal: natsproc::process::Signal,
-    after: Duration,
+    ready: impl std::future::Future<Output = ()>,
 ) -> (Output, Duration) {
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = emulator_command();
-        cmd.args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let child = cmd.spawn().unwrap();
-        std::thread::sleep(after);
-        let signalled = Instant::now();
-        natsproc::send_signal(child.id() as i32, signal);
-        let output = child.wait_with_output().unwrap();
-        (output, signalled.elapsed())
-    })
-    .await
-    .unwrap()
+    let child = emulator_command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ready.await;
+    let signalled = Instant::now();
+    natsproc::send_signal(child.id() as i32, signal);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (output, signalled.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -948,11 +995,15 @@ async fn an_interrupted_measure_writes_what_it_has() {
         "--json",
     ]);
     args.extend(["--out".to_owned(), out.path().display().to_string()]);
-    let (result, took) = interrupted(
-        args,
-        natsproc::process::Signal::INT,
-        Duration::from_millis(2000),
-    )
+    // Signalled once two requests were answered.
+    let ready = wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    });
+    let (result, took) = interrupted(args, natsproc::process::Signal::INT, async {
+        ready.await;
+    })
     .await;
     assert_eq!(result.status.code(), Some(130), "{}", text(&result.stderr));
     assert!(took < Duration::from_secs(5), "stopped promptly: {took:?}");
@@ -991,12 +1042,17 @@ async fn a_terminated_measure_cuts_the_request_in_flight_short() {
         "--rounds",
         "3",
     ]);
-    let (result, took) = interrupted(
-        args,
-        natsproc::process::Signal::TERM,
-        Duration::from_millis(1500),
-    )
-    .await;
+    // Signalled once discovery is done and the request has been waiting a while.
+    let ready = async {
+        wait_for(&fleet, Duration::from_secs(20), |v| {
+            v["emulator"]["requests"]["received"]
+                .as_u64()
+                .is_some_and(|n| n >= 5)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (result, took) = interrupted(args, natsproc::process::Signal::TERM, ready).await;
     let stdout = text(&result.stdout);
     assert_eq!(
         result.status.code(),
@@ -1033,12 +1089,18 @@ async fn an_interrupted_scrape_writes_its_page() {
         out.path().display().to_string(),
         "-q".into(),
     ];
-    let (result, took) = interrupted(
-        args,
-        natsproc::process::Signal::TERM,
-        Duration::from_millis(1500),
-    )
-    .await;
+    let samples_file = out.path().join("samples.jsonl");
+    let ready = async {
+        let started = Instant::now();
+        while std::fs::read_to_string(&samples_file).map_or(0, |t| t.lines().count()) < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "scrape never sampled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (result, took) = interrupted(args, natsproc::process::Signal::TERM, ready).await;
     assert_eq!(result.status.code(), Some(143), "{}", text(&result.stderr));
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(text(&result.stdout).contains("interrupted by SIGTERM"));

@@ -38,7 +38,9 @@ pub struct MeasureArgs {
     /// Collective to address (default: the -c file's main_collective, else mcollective).
     #[arg(short = 'T', long, visible_alias = "target")]
     pub collective: Option<String>,
-    /// Replies expected per request; defaults to the number of nodes discovery finds.
+    /// Nodes to measure: discovery stops once this many answered, and each request waits for
+    /// those nodes (replies from others count as unexpected). Above what discovery finds, the
+    /// difference counts as missing. Defaults to every node discovery finds.
     #[arg(long)]
     pub expect: Option<u64>,
     /// Requests per requester (closed loop) or in total (open loop).

@@ -47,10 +47,12 @@ impl Interrupts {
         self.which.get().copied()
     }
 
-    /// Resolves at the first signal (at once if one came already).
+    /// Resolves at the first signal (at once if one came already); never without one.
     pub(crate) async fn wait(&self) {
         let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|v| *v).await;
+        if stop.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

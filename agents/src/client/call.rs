@@ -127,7 +127,12 @@ impl Client {
             if i > 0 && !sleep.is_zero() {
                 match stop.clone() {
                     Some(mut s) => {
-                        let _ = tokio::time::timeout(sleep, s.wait_for(|v| *v)).await;
+                        let stopped = async move {
+                            if s.wait_for(|v| *v).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(sleep, stopped).await;
                     }
                     None => tokio::time::sleep(sleep).await,
                 }
@@ -254,7 +259,8 @@ impl Client {
             let received = match stop.as_mut() {
                 Some(s) => tokio::select! {
                     r = next => r,
-                    _ = s.wait_for(|v| *v) => {
+                    // A dropped sender never stops the request (the branch is disabled).
+                    Ok(_) = s.wait_for(|v| *v) => {
                         interrupted = true;
                         break;
                     }

@@ -762,6 +762,30 @@ async fn usage_errors_exit_2_and_help_names_the_subcommand() {
             text(&result.stderr)
         );
     }
+    for bad in [
+        &["--vars", "http://127.0.0.1:1", "--out", "/proc/nope"][..],
+        &[
+            "--vars",
+            "http://127.0.0.1:1",
+            "--interval",
+            "0",
+            "--out",
+            "/tmp",
+        ],
+        &["--out", "/tmp"],
+    ] {
+        let mut cmd = emulator_command();
+        cmd.arg("scrape").args(bad);
+        let result = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "scrape {bad:?}: {}",
+            text(&result.stderr)
+        );
+    }
     let help = measure(strings(&["--help"])).await;
     assert!(help.status.success());
     let help = text(&help.stdout);
@@ -954,6 +978,49 @@ async fn a_dropped_connection_is_reported_and_the_accounting_does_not_close() {
         text(&table.stdout)
     );
     fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_gone_for_good_ends_the_run_with_a_summary_that_does_not_close() {
+    let mut fleet = Fleet::start("gone", 5).await;
+    let args = strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "5",
+        "--rate",
+        "4",
+        "--rounds",
+        "10",
+        "--timeout",
+        "0.5",
+        "--json",
+    ]);
+    let run = tokio::spawn(measure(args));
+    wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
+    let stopped = Instant::now();
+    fleet.nats.inner().stop();
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("measure does not hang without a broker")
+        .unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(30));
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stderr)));
+    assert_eq!(summary["requests"], 10, "every request is in the summary");
+    assert!(
+        summary["connection_drops"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(summary["accounting_closes"], false);
+    assert!(summary["missing"].as_u64().unwrap() > 0, "{summary}");
+    assert_summary_closes(&summary);
+    assert_eq!(result.status.code(), Some(1));
 }
 
 /// Spawns the real binary, signals it once `ready` resolved, and returns its output with the

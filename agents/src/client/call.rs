@@ -178,21 +178,45 @@ impl Client {
                 interrupted: true,
             });
         }
-        let mut replies = self
-            .nats
-            .subscribe(reply_subject.clone())
-            .await
-            .map_err(|e| ClientError::Subscribe {
-                subject: reply_subject.clone(),
-                reason: e.to_string(),
-            })?;
-        self.nats
-            .flush()
-            .await
-            .map_err(|e| ClientError::Subscribe {
-                subject: reply_subject.clone(),
-                reason: e.to_string(),
-            })?;
+        // While the connection is down the NATS client holds commands back; no stage before
+        // collection may outlast the request's timeout (or a stop), or a run would hang.
+        let setup_started = Instant::now();
+        let setup_limit = tokio::time::Instant::now() + call.timeout;
+        let subscribed = within(
+            async {
+                let replies = self.nats.subscribe(reply_subject.clone()).await?;
+                self.nats.flush().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(replies)
+            },
+            setup_limit,
+            &mut stop,
+        )
+        .await;
+        let mut replies = match subscribed {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(e)) => {
+                return Err(ClientError::Subscribe {
+                    subject: reply_subject.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(gave_up) => {
+                tracing::warn!(
+                    subject = %reply_subject,
+                    "could not subscribe in time; the request is not sent"
+                );
+                return Ok(Collected {
+                    requestid,
+                    reply_subject,
+                    started: setup_started,
+                    publish_duration: Duration::ZERO,
+                    request_duration: setup_started.elapsed(),
+                    published: 0,
+                    replies: Vec::new(),
+                    interrupted: gave_up == GaveUp::Stopped,
+                });
+            }
+        };
         let message = self.request_message(call);
         let mut filter: Filter = call.filter.clone();
         if matches!(call.targets, Targets::Direct(_))
@@ -224,31 +248,54 @@ impl Client {
                 .map(|id| subject::node(&o.collective, id))
                 .collect(),
         };
-        for s in &subjects {
-            let result = match o.dialect {
-                Dialect::Go => self.nats.publish(s.clone(), body.clone()).await,
-                Dialect::Ruby => {
-                    self.nats
-                        .publish_with_reply(s.clone(), reply_subject.clone(), body.clone())
-                        .await
+        let mut published = 0;
+        let sent = within(
+            async {
+                for s in &subjects {
+                    let result = match o.dialect {
+                        Dialect::Go => self.nats.publish(s.clone(), body.clone()).await,
+                        Dialect::Ruby => {
+                            self.nats
+                                .publish_with_reply(s.clone(), reply_subject.clone(), body.clone())
+                                .await
+                        }
+                    };
+                    result.map_err(|e| ClientError::Publish {
+                        subject: s.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    published += 1;
                 }
-            };
-            result.map_err(|e| ClientError::Publish {
-                subject: s.clone(),
-                reason: e.to_string(),
-            })?;
+                self.nats.flush().await.map_err(|e| ClientError::Publish {
+                    subject: reply_subject.clone(),
+                    reason: e.to_string(),
+                })
+            },
+            tokio::time::Instant::from_std(started + call.timeout),
+            &mut stop,
+        )
+        .await;
+        let mut interrupted = false;
+        match sent {
+            Ok(result) => result?,
+            Err(GaveUp::Stopped) => interrupted = true,
+            Err(GaveUp::Timeout) => {
+                tracing::warn!(
+                    requestid = %requestid,
+                    published,
+                    "publishing did not finish before the deadline"
+                );
+            }
         }
-        self.nats.flush().await.map_err(|e| ClientError::Publish {
-            subject: reply_subject.clone(),
-            reason: e.to_string(),
-        })?;
         let publish_duration = started.elapsed();
         let deadline = tokio::time::Instant::from_std(started + call.timeout);
         let late_deadline = deadline + call.late_window;
         let mut waiting = Waiting::new(call);
         let mut events = Vec::new();
-        let mut interrupted = false;
         loop {
+            if interrupted {
+                break;
+            }
             let now = tokio::time::Instant::now();
             let late = now >= deadline;
             let limit = if late { late_deadline } else { deadline };
@@ -296,10 +343,33 @@ impl Client {
             started,
             publish_duration,
             request_duration,
-            published: subjects.len(),
+            published,
             replies: events,
             interrupted,
         })
+    }
+}
+
+/// Why a stage before collection was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GaveUp {
+    Timeout,
+    Stopped,
+}
+
+/// Runs `work` until `limit` or until `stop` turns true.
+async fn within<T>(
+    work: impl std::future::Future<Output = T>,
+    limit: tokio::time::Instant,
+    stop: &mut Option<watch::Receiver<bool>>,
+) -> Result<T, GaveUp> {
+    let bounded = tokio::time::timeout_at(limit, work);
+    match stop {
+        Some(s) => tokio::select! {
+            done = bounded => done.map_err(|_| GaveUp::Timeout),
+            Ok(_) = s.wait_for(|v| *v) => Err(GaveUp::Stopped),
+        },
+        None => bounded.await.map_err(|_| GaveUp::Timeout),
     }
 }
 

@@ -1014,6 +1014,10 @@ async fn a_broker_gone_for_good_ends_the_run_with_a_summary_that_does_not_close(
         .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stderr)));
     assert_eq!(summary["requests"], 10, "every request is in the summary");
     assert!(
+        summary["unsent_requests"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(
         summary["connection_drops"].as_u64().unwrap() >= 1,
         "{summary}"
     );

@@ -50,6 +50,8 @@ pub struct Summary {
     pub planned_requests: usize,
     /// Requests cut short by the interruption (their missing replies were not waited for).
     pub interrupted_requests: usize,
+    /// Requests that could not be published before their deadline (the broker was gone).
+    pub unsent_requests: usize,
     pub wall_seconds: f64,
     /// On-time replies (ok + failed) per second of wall time.
     pub replies_per_second: f64,
@@ -120,6 +122,10 @@ impl Summary {
             interrupted: None,
             planned_requests: accounts.len(),
             interrupted_requests: accounts.iter().filter(|a| a.interrupted).count(),
+            unsent_requests: accounts
+                .iter()
+                .filter(|a| a.published == 0 && !a.interrupted)
+                .count(),
             wall_seconds: wall.as_secs_f64(),
             replies_per_second: answered as f64 / wall.as_secs_f64().max(1e-9),
             latency_ms,
@@ -248,6 +254,15 @@ impl Summary {
                 format!(
                     "dropped {} times, {} slow-consumer losses",
                     self.connection_drops, self.slow_consumer_events
+                ),
+            );
+        }
+        if self.unsent_requests > 0 {
+            row(
+                "NOT SENT",
+                format!(
+                    "{} requests could not be published before their deadline",
+                    self.unsent_requests
                 ),
             );
         }
@@ -461,6 +476,7 @@ mod tests {
         RequestAccount {
             request: 1,
             expected: 3,
+            published: 1,
             messages: 4,
             answered: 2,
             ok: 2,

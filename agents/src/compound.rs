@@ -59,6 +59,391 @@ pub fn evaluate(expr: &str, node: &dyn Node) -> Result<bool, Invalid> {
     }
 }
 
+/// Why a compound expression cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {position}: {message}")]
+pub struct CompoundError {
+    /// 1-based character column where the problem is; one past the last character when the
+    /// expression ended too early.
+    pub position: usize,
+    pub message: String,
+}
+
+impl CompoundError {
+    fn at(position: usize, message: impl Into<String>) -> CompoundError {
+        CompoundError {
+            position,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks `expr` without a node: it must parse in the supported subset and, as far as can be
+/// told before facts are known, evaluate to a boolean. An expression [`evaluate`] accepts on
+/// some node always passes; one refused here is refused by every node.
+pub fn check(expr: &str) -> Result<(), CompoundError> {
+    let tokens = tokenize_spanned(expr)?;
+    let mut checker = Checker {
+        tokens,
+        pos: 0,
+        depth: 0,
+        end: expr.chars().count() + 1,
+    };
+    let (kind, column) = checker.or()?;
+    if let Some((tok, column)) = checker.tokens.get(checker.pos) {
+        return Err(CompoundError::at(
+            *column,
+            format!("unexpected {} after a complete expression", describe(tok)),
+        ));
+    }
+    boolean(kind, column, "the expression")
+}
+
+/// What a value is known to be before a node is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Text,
+    Number,
+    List,
+    /// A fact: any JSON value.
+    Unknown,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Bool => "a boolean",
+            Kind::Text => "a string",
+            Kind::Number => "a number",
+            Kind::List => "a list",
+            Kind::Unknown => "a fact",
+        }
+    }
+}
+
+fn boolean(kind: Kind, column: usize, what: &str) -> Result<(), CompoundError> {
+    match kind {
+        Kind::Bool | Kind::Unknown => Ok(()),
+        Kind::Text | Kind::Number | Kind::List => Err(CompoundError::at(
+            column,
+            format!(
+                "{what} must be a boolean (a comparison, with(), include(), true or false), found {}",
+                kind.name()
+            ),
+        )),
+    }
+}
+
+fn scalar(kind: Kind, column: usize, what: &str) -> Result<(), CompoundError> {
+    match kind {
+        Kind::List => Err(CompoundError::at(
+            column,
+            format!("{what} cannot be a list"),
+        )),
+        Kind::Bool | Kind::Text | Kind::Number | Kind::Unknown => Ok(()),
+    }
+}
+
+fn describe(tok: &Tok) -> String {
+    match tok {
+        Tok::Str(s) => format!("string {s:?}"),
+        Tok::Num(n) => format!("number {n}"),
+        Tok::Ident(w) => format!("`{w}`"),
+        Tok::Op(op) => format!("`{op}`"),
+        Tok::LParen => "`(`".to_owned(),
+        Tok::RParen => "`)`".to_owned(),
+        Tok::LBracket => "`[`".to_owned(),
+        Tok::RBracket => "`]`".to_owned(),
+        Tok::Dot => "`.`".to_owned(),
+        Tok::Comma => "`,`".to_owned(),
+    }
+}
+
+/// The grammar of [`Parser`] walked without a node, each value's [`Kind`] tracked.
+struct Checker {
+    tokens: Vec<(Tok, usize)>,
+    pos: usize,
+    depth: usize,
+    /// The column one past the end of the expression.
+    end: usize,
+}
+
+impl Checker {
+    fn peek(&self) -> Option<&Tok> {
+        self.tokens.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn column(&self) -> usize {
+        self.tokens.get(self.pos).map_or(self.end, |(_, c)| *c)
+    }
+
+    fn found(&self) -> String {
+        self.peek()
+            .map_or("the end of the expression".to_owned(), describe)
+    }
+
+    fn expect(&mut self, tok: &Tok, what: &str) -> Result<(), CompoundError> {
+        if self.peek() == Some(tok) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(CompoundError::at(
+                self.column(),
+                format!("expected {what}, found {}", self.found()),
+            ))
+        }
+    }
+
+    fn is_word(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Ident(w)) if w == word)
+    }
+
+    fn deeper(&mut self) -> Result<(), CompoundError> {
+        self.depth += 1;
+        if self.depth > 64 {
+            return Err(CompoundError::at(
+                self.column(),
+                "the expression is nested more than 64 deep",
+            ));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<(Kind, usize), CompoundError> {
+        self.deeper()?;
+        let (mut left, column) = self.and()?;
+        while self.is_word("or") || self.peek() == Some(&Tok::Op("||")) {
+            boolean(left, column, "the left side of `or`")?;
+            self.pos += 1;
+            let (right, at) = self.and()?;
+            boolean(right, at, "the right side of `or`")?;
+            left = Kind::Bool;
+        }
+        self.depth -= 1;
+        Ok((left, column))
+    }
+
+    fn and(&mut self) -> Result<(Kind, usize), CompoundError> {
+        let (mut left, column) = self.unary()?;
+        while self.is_word("and") || self.peek() == Some(&Tok::Op("&&")) {
+            boolean(left, column, "the left side of `and`")?;
+            self.pos += 1;
+            let (right, at) = self.unary()?;
+            boolean(right, at, "the right side of `and`")?;
+            left = Kind::Bool;
+        }
+        Ok((left, column))
+    }
+
+    fn unary(&mut self) -> Result<(Kind, usize), CompoundError> {
+        if self.is_word("not") || self.peek() == Some(&Tok::Op("!")) {
+            let column = self.column();
+            self.pos += 1;
+            self.deeper()?;
+            let (v, at) = self.unary()?;
+            boolean(v, at, "what `not` negates")?;
+            self.depth -= 1;
+            return Ok((Kind::Bool, column));
+        }
+        self.compare()
+    }
+
+    fn compare(&mut self) -> Result<(Kind, usize), CompoundError> {
+        let (left, column) = self.value()?;
+        let op = match self.peek() {
+            Some(Tok::Op(op @ ("==" | "!=" | "<" | ">" | "<=" | ">=" | "=~"))) => *op,
+            Some(Tok::Ident(w)) if w == "matches" => "=~",
+            Some(Tok::Ident(w)) if w == "in" => "in",
+            Some(Tok::Ident(w)) if w == "contains" => "contains",
+            _ => return Ok((left, column)),
+        };
+        self.pos += 1;
+        let right_column = self.column();
+        let right_token = self.peek().cloned();
+        let (right, right_column) = match self.value() {
+            Ok(v) => v,
+            Err(_) if right_token.is_none() => {
+                return Err(CompoundError::at(
+                    right_column,
+                    format!("expected a value after `{op}`, found the end of the expression"),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        match op {
+            "in" => check_membership(right, right_column, left, column)?,
+            "contains" => check_membership(left, column, right, right_column)?,
+            "=~" => {
+                scalar(left, column, "the left side of a regular expression match")?;
+                scalar(right, right_column, "a regular expression")?;
+                if let Some(Tok::Str(pattern)) = &right_token {
+                    cached_regex(pattern, false).map_err(|_| {
+                        CompoundError::at(
+                            right_column,
+                            format!("invalid regular expression {pattern:?}"),
+                        )
+                    })?;
+                }
+            }
+            _ => {
+                scalar(left, column, &format!("the left side of `{op}`"))?;
+                scalar(right, right_column, &format!("the right side of `{op}`"))?;
+            }
+        }
+        Ok((Kind::Bool, column))
+    }
+
+    fn value(&mut self) -> Result<(Kind, usize), CompoundError> {
+        let column = self.column();
+        let Some(tok) = self.peek().cloned() else {
+            return Err(CompoundError::at(
+                column,
+                "expected a value, found the end of the expression",
+            ));
+        };
+        self.pos += 1;
+        let kind = match tok {
+            Tok::LParen => {
+                let (v, _) = self.or()?;
+                self.expect(&Tok::RParen, "`)`")?;
+                v
+            }
+            Tok::Str(_) => Kind::Text,
+            Tok::Num(_) => Kind::Number,
+            Tok::Ident(word) => self.word(&word, column)?,
+            other @ (Tok::Op(_)
+            | Tok::RParen
+            | Tok::LBracket
+            | Tok::RBracket
+            | Tok::Dot
+            | Tok::Comma) => {
+                return Err(CompoundError::at(
+                    column,
+                    format!("expected a value, found {}", describe(&other)),
+                ));
+            }
+        };
+        Ok((kind, column))
+    }
+
+    fn string_arg(&mut self, function: &str) -> Result<String, CompoundError> {
+        match self.peek().cloned() {
+            Some(Tok::Str(s)) => {
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => Err(CompoundError::at(
+                self.column(),
+                format!("{function}() takes a quoted string, found {}", self.found()),
+            )),
+        }
+    }
+
+    fn word(&mut self, word: &str, column: usize) -> Result<Kind, CompoundError> {
+        match word {
+            "true" | "false" => Ok(Kind::Bool),
+            "identity" => Ok(Kind::Text),
+            "agents" | "classes" => Ok(Kind::List),
+            "facts" => {
+                let mut parts = 0;
+                loop {
+                    match self.peek() {
+                        Some(Tok::Dot) => {
+                            self.pos += 1;
+                            match self.peek() {
+                                Some(Tok::Ident(_)) => self.pos += 1,
+                                _ => {
+                                    return Err(CompoundError::at(
+                                        self.column(),
+                                        format!(
+                                            "expected a fact name after `.`, found {}",
+                                            self.found()
+                                        ),
+                                    ));
+                                }
+                            }
+                        }
+                        Some(Tok::LBracket) => {
+                            self.pos += 1;
+                            self.string_arg("facts[...]")?;
+                            self.expect(&Tok::RBracket, "`]`")?;
+                        }
+                        _ => break,
+                    }
+                    parts += 1;
+                }
+                if parts == 0 {
+                    return Err(CompoundError::at(
+                        self.column(),
+                        format!(
+                            "expected `.NAME` or `[\"NAME\"]` after `facts`, found {}",
+                            self.found()
+                        ),
+                    ));
+                }
+                Ok(Kind::Unknown)
+            }
+            "fact" => {
+                self.expect(&Tok::LParen, "`(` after `fact`")?;
+                self.string_arg("fact")?;
+                self.expect(&Tok::RParen, "`)`")?;
+                Ok(Kind::Unknown)
+            }
+            "with" => {
+                self.expect(&Tok::LParen, "`(` after `with`")?;
+                let at = self.column();
+                let what = self.string_arg("with")?;
+                if let Some(re) = crate::matching::slashed(&what)
+                    && cached_regex(re, true).is_err()
+                {
+                    return Err(CompoundError::at(
+                        at,
+                        format!("invalid regular expression {what:?}"),
+                    ));
+                }
+                self.expect(&Tok::RParen, "`)`")?;
+                Ok(Kind::Bool)
+            }
+            "include" => {
+                self.expect(&Tok::LParen, "`(` after `include`")?;
+                let (list, list_column) = self.or()?;
+                self.expect(&Tok::Comma, "`,` between the arguments of include()")?;
+                let (item, item_column) = self.or()?;
+                self.expect(&Tok::RParen, "`)`")?;
+                check_membership(list, list_column, item, item_column)?;
+                Ok(Kind::Bool)
+            }
+            other => Err(CompoundError::at(
+                column,
+                format!(
+                    "unknown name `{other}` (known: identity, agents, classes, facts.NAME, fact(), with(), include(), true, false, and, or, not)"
+                ),
+            )),
+        }
+    }
+}
+
+/// `item in list` / `list contains item`, as [`membership`] evaluates it.
+fn check_membership(
+    list: Kind,
+    list_column: usize,
+    item: Kind,
+    item_column: usize,
+) -> Result<(), CompoundError> {
+    scalar(item, item_column, "the item looked for")?;
+    match list {
+        Kind::List | Kind::Text | Kind::Unknown => Ok(()),
+        Kind::Bool | Kind::Number => Err(CompoundError::at(
+            list_column,
+            format!(
+                "membership needs a list or a string to look in, found {}",
+                list.name()
+            ),
+        )),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Str(String),
@@ -77,27 +462,46 @@ const OPERATORS: [&str; 12] = [
     "==", "!=", "<=", ">=", "=~", "&&", "||", "<", ">", "!", "(", ")",
 ];
 
+/// Longest expression accepted.
+const MAX_EXPRESSION: usize = 4096;
+
 fn tokenize(expr: &str) -> Result<Vec<Tok>, Invalid> {
-    if expr.len() > 4096 {
-        return Err(Invalid::UnsupportedFilter);
+    tokenize_spanned(expr)
+        .map(|tokens| tokens.into_iter().map(|(t, _)| t).collect())
+        .map_err(|_| Invalid::UnsupportedFilter)
+}
+
+/// The tokens of `expr`, each with the 1-based character column it starts at.
+fn tokenize_spanned(expr: &str) -> Result<Vec<(Tok, usize)>, CompoundError> {
+    if expr.len() > MAX_EXPRESSION {
+        return Err(CompoundError::at(
+            MAX_EXPRESSION + 1,
+            format!("the expression is longer than {MAX_EXPRESSION} bytes"),
+        ));
     }
     let chars: Vec<char> = expr.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        let column = i + 1;
         if c.is_whitespace() {
             i += 1;
             continue;
         }
-        match c {
+        let tok = match c {
             '\'' | '"' => {
                 let quote = c;
                 let mut s = String::new();
                 i += 1;
                 loop {
                     match chars.get(i) {
-                        None => return Err(Invalid::UnsupportedFilter),
+                        None => {
+                            return Err(CompoundError::at(
+                                column,
+                                format!("unterminated string: no closing {quote}"),
+                            ));
+                        }
                         Some(&ch) if ch == quote => {
                             i += 1;
                             break;
@@ -114,31 +518,18 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, Invalid> {
                         }
                     }
                 }
-                out.push(Tok::Str(s));
+                Tok::Str(s)
             }
-            '(' => {
-                out.push(Tok::LParen);
+            '(' | ')' | '[' | ']' | '.' | ',' => {
                 i += 1;
-            }
-            ')' => {
-                out.push(Tok::RParen);
-                i += 1;
-            }
-            '[' => {
-                out.push(Tok::LBracket);
-                i += 1;
-            }
-            ']' => {
-                out.push(Tok::RBracket);
-                i += 1;
-            }
-            '.' => {
-                out.push(Tok::Dot);
-                i += 1;
-            }
-            ',' => {
-                out.push(Tok::Comma);
-                i += 1;
+                match c {
+                    '(' => Tok::LParen,
+                    ')' => Tok::RParen,
+                    '[' => Tok::LBracket,
+                    ']' => Tok::RBracket,
+                    '.' => Tok::Dot,
+                    _ => Tok::Comma,
+                }
             }
             c if c.is_ascii_digit() => {
                 let start = i;
@@ -146,27 +537,36 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, Invalid> {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
-                out.push(Tok::Num(
-                    text.parse().map_err(|_| Invalid::UnsupportedFilter)?,
-                ));
+                Tok::Num(
+                    text.parse()
+                        .map_err(|_| CompoundError::at(column, format!("bad number {text:?}")))?,
+                )
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
                 while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                     i += 1;
                 }
-                out.push(Tok::Ident(chars[start..i].iter().collect()));
+                Tok::Ident(chars[start..i].iter().collect())
             }
             _ => {
                 let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
                 let op = OPERATORS
                     .iter()
                     .find(|op| rest.starts_with(**op))
-                    .ok_or(Invalid::UnsupportedFilter)?;
-                out.push(Tok::Op(op));
+                    .ok_or_else(|| {
+                        let hint = if c == '=' {
+                            " (compare with `==`, match with `=~`)"
+                        } else {
+                            ""
+                        };
+                        CompoundError::at(column, format!("unexpected {c:?}{hint}"))
+                    })?;
                 i += op.chars().count();
+                Tok::Op(op)
             }
-        }
+        };
+        out.push((tok, column));
     }
     Ok(out)
 }
@@ -460,4 +860,179 @@ fn with(what: &str, node: &dyn Node) -> Result<bool, Invalid> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::borrow::Cow;
+
+    struct N;
+
+    impl Node for N {
+        fn identity(&self) -> &str {
+            "web-1"
+        }
+        fn agents(&self) -> Vec<Cow<'_, str>> {
+            vec!["discovery".into(), "emulated0".into()]
+        }
+        fn has_agent(&self, a: &str) -> bool {
+            a == "discovery" || a == "emulated0"
+        }
+        fn classes(&self) -> Vec<Cow<'_, str>> {
+            vec!["web".into()]
+        }
+        fn fact(&self, name: &str) -> Option<serde_json::Value> {
+            match name {
+                "shard" => Some(serde_json::json!(3)),
+                "country" => Some(serde_json::json!("uk")),
+                "up" => Some(serde_json::json!(true)),
+                "net" => Some(serde_json::json!({"ifaces": ["eth0", "lo"]})),
+                _ => None,
+            }
+        }
+        fn facts(&self) -> serde_json::Map<String, serde_json::Value> {
+            serde_json::Map::new()
+        }
+        fn collectives(&self) -> Vec<Cow<'_, str>> {
+            vec!["mcollective".into()]
+        }
+    }
+
+    #[test]
+    fn valid_expressions_pass_and_evaluate() {
+        for expr in [
+            "with('web')",
+            "facts.shard == 3 and with('emulated0')",
+            "not (facts.country == 'de') || identity =~ '^web'",
+            "'eth0' in facts.net.ifaces",
+            "agents contains 'discovery'",
+            "include(classes, 'web') && facts[\"up\"]",
+            "fact('shard') >= 2",
+            "facts.up",
+            "with('country=uk') and !false",
+            "identity matches '/web-[0-9]+/'",
+        ] {
+            assert_eq!(check(expr), Ok(()), "{expr}");
+            assert!(evaluate(expr, &N).is_ok(), "{expr}");
+        }
+    }
+
+    fn error(expr: &str) -> (usize, String) {
+        let e = check(expr).expect_err(expr);
+        assert!(
+            evaluate(expr, &N).is_err(),
+            "{expr} is also refused by a node"
+        );
+        (e.position, e.message)
+    }
+
+    #[test]
+    fn syntax_errors_name_the_column() {
+        let (at, message) = error("facts.shard == 3 and (with('web')");
+        assert_eq!(at, 34, "one past the end");
+        assert_eq!(message, "expected `)`, found the end of the expression");
+
+        let (at, message) = error("with('web') andd identity == 'x'");
+        assert_eq!(at, 13);
+        assert!(message.contains("unexpected `andd`"), "{message}");
+
+        let (at, message) = error("facts.shard === 3");
+        assert_eq!(at, 15);
+        assert_eq!(
+            message,
+            "unexpected '=' (compare with `==`, match with `=~`)"
+        );
+
+        let (at, message) = error("identity == 'web-1");
+        assert_eq!(at, 13);
+        assert!(message.starts_with("unterminated string"), "{message}");
+
+        let (at, message) = error("bogus('x')");
+        assert_eq!(at, 1);
+        assert!(message.starts_with("unknown name `bogus`"), "{message}");
+
+        let (at, message) = error("with('web') and $x");
+        assert_eq!(at, 17);
+        assert_eq!(message, "unexpected '$'");
+
+        let (at, _) = error("facts. == 1");
+        assert_eq!(at, 8);
+
+        let (at, message) = error("identity =~ '(unclosed'");
+        assert_eq!(at, 13);
+        assert!(
+            message.starts_with("invalid regular expression"),
+            "{message}"
+        );
+
+        let (at, message) = error("");
+        assert_eq!(at, 1);
+        assert_eq!(message, "expected a value, found the end of the expression");
+    }
+
+    #[test]
+    fn values_that_cannot_be_booleans_are_refused() {
+        let (at, message) = error("identity");
+        assert_eq!(at, 1);
+        assert!(message.contains("found a string"), "{message}");
+        let (at, message) = error("with('web') and 'yes'");
+        assert_eq!(at, 17);
+        assert!(message.contains("right side of `and`"), "{message}");
+        let (at, message) = error("classes == 'web'");
+        assert_eq!(at, 1);
+        assert!(message.contains("cannot be a list"), "{message}");
+        let (at, _) = error("'x' in 3");
+        assert_eq!(at, 8);
+        let deep = format!("{}true{}", "(".repeat(70), ")".repeat(70));
+        assert!(check(&deep).unwrap_err().message.contains("nested"));
+        assert!(check(&"x".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn the_error_reads_with_its_column() {
+        assert_eq!(
+            check("with(web)").unwrap_err().to_string(),
+            "column 6: with() takes a quoted string, found `web`"
+        );
+    }
+
+    proptest! {
+        /// `check` never refuses what a node accepts, and never panics.
+        #[test]
+        fn check_never_refuses_what_a_node_accepts(
+            expr in "[a-z_\\.\\[\\]\\(\\)'\" =!<>~&|0-9,]{0,60}"
+        ) {
+            let checked = check(&expr);
+            if evaluate(&expr, &N).is_ok() {
+                prop_assert_eq!(checked, Ok(()));
+            }
+            if let Err(e) = check(&expr) {
+                prop_assert!(e.position >= 1 && e.position <= expr.chars().count() + 1);
+            }
+        }
+
+        #[test]
+        fn check_accepts_generated_valid_expressions(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "with('web')", "facts.shard > 1", "identity == 'web-1'", "true",
+                    "'lo' in facts.net.ifaces", "not facts.up", "(false or with('emulated0'))",
+                ]),
+                1..6,
+            ),
+            ors in proptest::collection::vec(any::<bool>(), 6),
+        ) {
+            let mut expr = String::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    expr.push_str(if ors[i] { " or " } else { " && " });
+                }
+                expr.push_str(p);
+            }
+            prop_assert_eq!(check(&expr), Ok(()));
+            prop_assert!(evaluate(&expr, &N).is_ok());
+        }
+    }
 }

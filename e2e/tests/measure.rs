@@ -17,16 +17,111 @@ use crate::common::{Fleet, start_emulator};
 
 static BIN: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
+/// The variables measure finds brokers in; cleared so that only a test's own settings count.
+const BROKER_ENV: [&str; 3] = ["MEASURE_SERVERS", "CHORIA_SERVERS", "NATS_URL"];
+
+/// The `emulator` binary of this branch only builds its `Cli` (and so runs a subcommand) when
+/// the fleet's required `--instances` has a value; the environment gives it one that the
+/// subcommands ignore. (Fixed on main by making `instances` an `Option`.)
+fn emulator_command() -> Command {
+    let mut cmd = Command::new(&*BIN);
+    cmd.env("EMULATOR_INSTANCES", "1");
+    for name in BROKER_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
 async fn measure(args: Vec<String>) -> Output {
+    measure_with_env(args, Vec::new()).await
+}
+
+async fn measure_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(&*BIN)
-            .arg("measure")
-            .args(args)
-            .output()
-            .unwrap()
+        let mut cmd = emulator_command();
+        cmd.arg("measure").args(args);
+        cmd.envs(env);
+        cmd.output().unwrap()
     })
     .await
     .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The summary's equations, checked again over its own totals.
+fn assert_summary_closes(summary: &serde_json::Value) {
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {summary}"))
+    };
+    assert_eq!(
+        n("messages"),
+        n("ok")
+            + n("failed")
+            + n("duplicates")
+            + n("late")
+            + n("bad_hash")
+            + n("malformed")
+            + n("unexpected"),
+        "{summary}"
+    );
+    assert_eq!(n("expected"), n("answered") + n("missing"), "{summary}");
+    assert_eq!(n("answered"), n("ok") + n("failed"), "{summary}");
+}
+
+/// Runs `cmd`; `None` (after killing it) when it has not exited within `limit`.
+async fn output_within(mut cmd: Command, limit: Duration) -> Option<Output> {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(child.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls the fleet's /debug/vars until `ready` holds (or panics after `limit`).
+async fn wait_for(
+    fleet: &Fleet,
+    limit: Duration,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let vars = fleet.vars();
+        if ready(&vars) {
+            return vars;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet never got there: {vars}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Column `name` of requests.csv, summed over every request.
+fn column_sum(requests: &[String], name: &str) -> u64 {
+    let header: Vec<&str> = requests[0].split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap();
+    requests[1..]
+        .iter()
+        .map(|l| l.split(',').nth(i).unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {
@@ -343,6 +438,7 @@ async fn bad_input_gets_clear_errors_without_hanging() {
     );
     let zero = measure(strings(&["--server", &fleet.nats.url(), "--rounds", "0"])).await;
     assert!(String::from_utf8_lossy(&zero.stderr).contains("--rounds must be at least 1"));
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
     let negative = measure(strings(&["--server", &fleet.nats.url(), "--expect", "-2"])).await;
     assert_eq!(negative.status.code(), Some(2));
     assert!(started.elapsed() < Duration::from_secs(20), "nothing hangs");
@@ -371,7 +467,7 @@ async fn scrape_records_a_time_series_and_draws_it() {
         "-q".into(),
     ];
     let result =
-        tokio::task::spawn_blocking(move || Command::new(&*BIN).args(args).output().unwrap())
+        tokio::task::spawn_blocking(move || emulator_command().args(args).output().unwrap())
             .await
             .unwrap();
     assert!(
@@ -402,5 +498,708 @@ async fn scrape_records_a_time_series_and_draws_it() {
     );
     let html = std::fs::read_to_string(out.path().join("scrape.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 8);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_below_the_fleet_waits_for_every_discovered_node() {
+    // Issue 16.1: with --expect 50 against 200 nodes, a request used to end after any 50
+    // senders, counting undiscovered ones in place of discovered nodes that were then "missing".
+    let mut fleet = Fleet::start("big", 200).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "50",
+        "--rounds",
+        "3",
+        "--timeout",
+        "5",
+        "--json",
+    ]);
+    args.extend(["--out".to_owned(), out.path().display().to_string()]);
+    let result = measure(args).await;
+    assert_eq!(result.status.code(), Some(0), "{}", text(&result.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["discovered"], 50);
+    assert_eq!(summary["expected"], 150);
+    assert_eq!(summary["answered"], 150, "{summary}");
+    assert_eq!(summary["ok"], 150, "{summary}");
+    assert_eq!(summary["missing"], 0, "{summary}");
+    assert_eq!(summary["missing_identities"], serde_json::json!({}));
+    assert_eq!(summary["accounting_closes"], true);
+    assert_summary_closes(&summary);
+    // Every message received is in the files, and the files agree with the summary.
+    let requests = lines(&out.path().join("requests.csv"));
+    assert_eq!(requests.len(), 1 + 3);
+    for name in [
+        "messages",
+        "ok",
+        "unexpected",
+        "duplicates",
+        "late",
+        "missing",
+    ] {
+        assert_eq!(
+            serde_json::json!(column_sum(&requests, name)),
+            summary[name],
+            "{name}"
+        );
+    }
+    let times = lines(&out.path().join("times.csv"));
+    assert_eq!(times.len(), 1 + 150, "one reply time per answer");
+    let answered: BTreeSet<&str> = times[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        answered.len(),
+        50,
+        "the 50 discovered nodes, each once per request"
+    );
+    // measure stops listening once the 50 answered; the other nodes may still be answering.
+    let sent = wait_for(&fleet, Duration::from_secs(10), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"].as_u64() == Some(600)
+    })
+    .await["emulator"]["agents"]["emulated0"]["answered"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(sent, 600, "every node of the fleet answered every request");
+    let messages = summary["messages"].as_u64().unwrap();
+    assert!(
+        (150..=sent).contains(&messages),
+        "no more messages than the fleet sent: {messages}"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_ends_when_its_expected_identities_answered_not_any_others() {
+    let mut fleet = Fleet::start("few", 30).await;
+    let client = fleet.client().await;
+    let wanted: BTreeSet<String> = fleet.identities().into_iter().rev().take(10).collect();
+    let mut call = Call::rpc(
+        "emulated0",
+        "generate",
+        Default::default(),
+        Targets::Broadcast,
+        Duration::from_secs(20),
+    );
+    // A count alone would be met by the first 10 senders, whoever they are.
+    call.expected = Some(10);
+    call.expected_senders = Some(std::sync::Arc::new(wanted.clone()));
+    let collected = client.call(&call).await.unwrap();
+    let senders: BTreeSet<String> = collected.senders().into_iter().collect();
+    assert!(senders.is_superset(&wanted), "{senders:?}");
+    assert!(
+        collected.request_duration < Duration::from_secs(10),
+        "ended when the ten answered, not at the deadline"
+    );
+    let a = account(&collected, &wanted, 10, false);
+    assert_eq!((a.ok, a.answered, a.missing.len()), (10, 10, 0));
+    assert_eq!(a.unexpected, senders.len() - 10);
+    assert!(a.closes(), "{a:?}");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_out_is_refused_before_any_request() {
+    let mut fleet = Fleet::start("rw", 3).await;
+    let started = Instant::now();
+    let result = measure(strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "3",
+        "--rounds",
+        "2",
+        "--out",
+        "/proc/nope",
+    ]))
+    .await;
+    assert_eq!(result.status.code(), Some(2), "{}", text(&result.stderr));
+    assert!(
+        text(&result.stderr).contains("--out /proc/nope"),
+        "{}",
+        text(&result.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let vars = fleet.vars();
+    assert_eq!(
+        vars["emulator"]["agents"]["emulated0"]["answered"], 0,
+        "nothing was sent"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_still_prints_the_summary() {
+    let mut fleet = Fleet::start("wf", 3).await;
+    let out = tempfile::tempdir().unwrap();
+    // The directory is writable, but report.html cannot be written when the run ends.
+    std::fs::create_dir(out.path().join("report.html")).unwrap();
+    let mut args = strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "3",
+        "--rounds",
+        "2",
+    ]);
+    args.extend(["--out".to_owned(), out.path().display().to_string()]);
+    let result = measure(args).await;
+    let stdout = text(&result.stdout);
+    assert_eq!(result.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("accounting closes: expected 6 = 6 answered + 0 missing"),
+        "{stdout}"
+    );
+    assert!(
+        text(&result.stderr).contains("report.html"),
+        "{}",
+        text(&result.stderr)
+    );
+    assert!(
+        out.path().join("summary.json").is_file(),
+        "what could be written was"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_compound_is_a_syntax_error_with_its_column() {
+    let mut fleet = Fleet::start("cmp", 3).await;
+    let bad = measure(strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--compound",
+        "with('emulated0') andd identity == 'x'",
+    ]))
+    .await;
+    let stderr = text(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid --compound filter at column 19"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\n                    ^"),
+        "a caret under column 19: {stderr}"
+    );
+    assert!(!stderr.contains("discovery found no nodes"), "{stderr}");
+    let good = measure(strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "-S",
+        "with('emulated0') and identity =~ '^cmp-[01]$'",
+        "--rounds",
+        "1",
+        "--discovery-timeout",
+        "1",
+        "--json",
+    ]))
+    .await;
+    assert!(good.status.success(), "{}", text(&good.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(summary["discovered"], 2);
+    assert_eq!(summary["ok"], 2);
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_only_without_expect_counts_what_it_found() {
+    let mut fleet = Fleet::start("dsc", 10).await;
+    let url = fleet.nats.url();
+    let plain = measure(strings(&[
+        "--server",
+        &url,
+        "--discovery-only",
+        "--discovery-timeout",
+        "1",
+    ]))
+    .await;
+    assert_eq!(plain.status.code(), Some(0));
+    assert_eq!(text(&plain.stdout), "discovered 10 nodes\n");
+    let json = measure(strings(&[
+        "--server",
+        &url,
+        "--discovery-only",
+        "--discovery-timeout",
+        "1",
+        "--json",
+    ]))
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["discovered"], 10);
+    assert_eq!(v["expected"], serde_json::Value::Null);
+    let more = measure(strings(&[
+        "--server",
+        &url,
+        "--discovery-only",
+        "--discovery-timeout",
+        "1",
+        "--expect",
+        "12",
+    ]))
+    .await;
+    assert_eq!(more.status.code(), Some(1));
+    assert_eq!(text(&more.stdout), "discovered 10 of 12 expected nodes\n");
+    let none = measure(strings(&[
+        "--server",
+        &url,
+        "--discovery-only",
+        "--discovery-timeout",
+        "0.5",
+        "-I",
+        "nobody",
+    ]))
+    .await;
+    assert_eq!(none.status.code(), Some(1), "no node found");
+    assert_eq!(text(&none.stdout), "discovered 0 nodes\n");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_help_names_the_subcommand() {
+    for bad in [
+        &["--rate", "0"][..],
+        &["--rounds", "0"],
+        &["--tolerance", "2"],
+        &["--fact", "nooperator"],
+    ] {
+        let mut args = strings(&["--server", "127.0.0.1:1"]);
+        args.extend(strings(bad));
+        let result = measure(args).await;
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            text(&result.stderr)
+        );
+        assert!(
+            text(&result.stderr).starts_with("error: "),
+            "{}",
+            text(&result.stderr)
+        );
+    }
+    for bad in [
+        &["--vars", "http://127.0.0.1:1", "--out", "/proc/nope"][..],
+        &[
+            "--vars",
+            "http://127.0.0.1:1",
+            "--interval",
+            "0",
+            "--out",
+            "/tmp",
+        ],
+        &["--out", "/tmp"],
+    ] {
+        let mut cmd = emulator_command();
+        cmd.arg("scrape").args(bad);
+        let result = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "scrape {bad:?}: {}",
+            text(&result.stderr)
+        );
+    }
+    let help = measure(strings(&["--help"])).await;
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    assert!(help.contains("Usage: emulator measure"), "{help}");
+    for flag in [
+        "-I, --identity",
+        "-F, --fact",
+        "-C, --class",
+        "-A, --with-agent",
+        "-S, --compound",
+        "-T, --collective",
+        "-c, --config",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_comes_from_flags_config_file_or_environment() {
+    let mut fleet = Fleet::start("ch", 6).await;
+    let url = fleet.nats.url();
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let common = ["--rounds", "1", "--discovery-timeout", "1", "--json"];
+    let mut args = strings(&["-I", "ch-2"]);
+    args.extend(strings(&common));
+    let s = json(&measure_with_env(args.clone(), vec![("CHORIA_SERVERS", url.clone())]).await);
+    assert_eq!(
+        (s["discovered"].clone(), s["ok"].clone()),
+        (1.into(), 1.into())
+    );
+
+    let mut args = strings(&["-I", "/^ch-[01]$/", "-T", "mcollective"]);
+    args.extend(strings(&common));
+    let s = json(&measure_with_env(args, vec![("NATS_URL", url.clone())]).await);
+    assert_eq!(s["discovered"], 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("client.conf");
+    std::fs::write(
+        &config,
+        format!("plugin.choria.middleware_hosts = {url}\nmain_collective = mcollective\n"),
+    )
+    .unwrap();
+    let mut args = strings(&["-c", &config.display().to_string(), "-A", "emulated0"]);
+    args.extend(strings(&common));
+    // The config file comes before the environment.
+    let s = json(&measure_with_env(args, vec![("CHORIA_SERVERS", "127.0.0.1:1".into())]).await);
+    assert_eq!(s["discovered"], 6);
+
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("client.conf");
+    std::fs::write(&wrong, "main_collective = elsewhere\n").unwrap();
+    let mut args = strings(&["-c", &wrong.display().to_string(), "--server", &url]);
+    args.extend(strings(&["--discovery-only", "--discovery-timeout", "0.5"]));
+    let o = measure(args).await;
+    assert_eq!(
+        text(&o.stdout),
+        "discovered 0 nodes\n",
+        "main_collective is read"
+    );
+
+    let none = measure(strings(&["--rounds", "1"])).await;
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("no broker configured"),
+        "{}",
+        text(&none.stderr)
+    );
+    fleet.stop().await;
+}
+
+/// A TCP forwarder to `upstream` whose connections can all be cut at once.
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u32>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: std::net::SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u32);
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut cuts = cuts.clone();
+                let generation = *cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.wait_for(|g| *g > generation) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy {
+            addr,
+            cut,
+            accepted,
+            task,
+        }
+    }
+
+    /// Drops every connection made so far; new ones are still accepted.
+    fn cut(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_reported_and_the_accounting_does_not_close() {
+    let mut fleet = Fleet::start("drop", 5).await;
+    let upstream: std::net::SocketAddr = fleet
+        .nats
+        .url()
+        .trim_start_matches("nats://")
+        .parse()
+        .unwrap();
+    let proxy = CuttableProxy::start(upstream).await;
+    let args = strings(&[
+        "--server",
+        &proxy.addr.to_string(),
+        "--expect",
+        "5",
+        "--rate",
+        "4",
+        "--rounds",
+        "16",
+        "--timeout",
+        "0.5",
+        "--json",
+    ]);
+    let run = tokio::spawn(measure(args));
+    // Once measure is connected and its requests are under way (16 at 4 a second), cut.
+    let connected = Instant::now();
+    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            connected.elapsed() < Duration::from_secs(20),
+            "measure never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
+    proxy.cut();
+    let result = run.await.unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stderr)));
+    assert!(
+        summary["connection_drops"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(summary["accounting_closes"], false, "{summary}");
+    assert_eq!(summary["requests"], 16);
+    assert_summary_closes(&summary);
+    assert_eq!(result.status.code(), Some(1), "{}", text(&result.stderr));
+    // The table says why.
+    let table = measure(strings(&[
+        "--server",
+        &proxy.addr.to_string(),
+        "--expect",
+        "5",
+        "--rounds",
+        "1",
+    ]))
+    .await;
+    assert!(
+        text(&table.stdout).contains("accounting closes"),
+        "a clean run still closes: {}",
+        text(&table.stdout)
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_gone_for_good_ends_the_run_with_a_summary_that_does_not_close() {
+    let mut fleet = Fleet::start("gone", 5).await;
+    let args = strings(&[
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "5",
+        "--rate",
+        "4",
+        "--rounds",
+        "10",
+        "--timeout",
+        "0.5",
+        "--json",
+    ]);
+    let mut cmd = emulator_command();
+    cmd.arg("measure").args(args);
+    // A measure that hangs without its broker is killed, and the test fails.
+    let run = tokio::spawn(output_within(cmd, Duration::from_secs(40)));
+    wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
+    fleet.nats.inner().stop();
+    let result = run
+        .await
+        .unwrap()
+        .expect("measure ends without a broker instead of hanging");
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stderr)));
+    assert_eq!(summary["requests"], 10, "every request is in the summary");
+    assert!(
+        summary["unsent_requests"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(
+        summary["connection_drops"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(summary["accounting_closes"], false);
+    assert!(summary["missing"].as_u64().unwrap() > 0, "{summary}");
+    assert_summary_closes(&summary);
+    assert_eq!(result.status.code(), Some(1));
+}
+
+/// Spawns the real binary, signals it once `ready` resolved, and returns its output with the
+/// time it took to exit after the signal.
+async fn interrupted(
+    args: Vec<String>,
+    signal: natsproc::process::Signal,
+    ready: impl std::future::Future<Output = ()>,
+) -> (Output, Duration) {
+    let child = emulator_command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    ready.await;
+    let signalled = Instant::now();
+    natsproc::send_signal(child.id() as i32, signal);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (output, signalled.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_measure_writes_what_it_has() {
+    let mut fleet = Fleet::start("int", 5).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = strings(&[
+        "measure",
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "5",
+        "--rate",
+        "4",
+        "--rounds",
+        "200",
+        "--json",
+    ]);
+    args.extend(["--out".to_owned(), out.path().display().to_string()]);
+    // Signalled once two requests were answered.
+    let ready = wait_for(&fleet, Duration::from_secs(20), |v| {
+        v["emulator"]["agents"]["emulated0"]["answered"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    });
+    let (result, took) = interrupted(args, natsproc::process::Signal::INT, async {
+        ready.await;
+    })
+    .await;
+    assert_eq!(result.status.code(), Some(130), "{}", text(&result.stderr));
+    assert!(took < Duration::from_secs(5), "stopped promptly: {took:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["interrupted"], "SIGINT");
+    assert_eq!(summary["planned_requests"], 200);
+    let requests = summary["requests"].as_u64().unwrap();
+    assert!((2..200).contains(&requests), "{requests}");
+    assert_eq!(summary["accounting_closes"], true);
+    assert_summary_closes(&summary);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(written, summary);
+    assert_eq!(
+        lines(&out.path().join("requests.csv")).len() as u64,
+        1 + requests
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_measure_cuts_the_request_in_flight_short() {
+    let mut fleet = Fleet::start("term", 5).await;
+    // No node has this agent, so the request would wait its whole 60 s.
+    let args = strings(&[
+        "measure",
+        "--server",
+        &fleet.nats.url(),
+        "--expect",
+        "5",
+        "--agent",
+        "nosuch",
+        "--timeout",
+        "60",
+        "--rounds",
+        "3",
+    ]);
+    // Signalled once discovery is done and the request has been waiting a while.
+    let ready = async {
+        wait_for(&fleet, Duration::from_secs(20), |v| {
+            v["emulator"]["requests"]["received"]
+                .as_u64()
+                .is_some_and(|n| n >= 5)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (result, took) = interrupted(args, natsproc::process::Signal::TERM, ready).await;
+    let stdout = text(&result.stdout);
+    assert_eq!(
+        result.status.code(),
+        Some(143),
+        "{stdout}{}",
+        text(&result.stderr)
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        stdout.contains("INTERRUPTED            by SIGTERM: 1 of 3 requests sent, 1 cut short"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("accounting closes: expected 5 = 0 answered + 5 missing"),
+        "{stdout}"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_scrape_writes_its_page() {
+    let mut fleet = Fleet::start("iscr", 2).await;
+    let vars = format!("http://{}", fleet.running.as_ref().unwrap().http_addr());
+    let out = tempfile::tempdir().unwrap();
+    let args = vec![
+        "scrape".to_owned(),
+        "--vars".into(),
+        vars,
+        "--interval".into(),
+        "0.2".into(),
+        "--duration".into(),
+        "60".into(),
+        "--out".into(),
+        out.path().display().to_string(),
+        "-q".into(),
+    ];
+    let samples_file = out.path().join("samples.jsonl");
+    let ready = async {
+        let started = Instant::now();
+        while std::fs::read_to_string(&samples_file).map_or(0, |t| t.lines().count()) < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "scrape never sampled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (result, took) = interrupted(args, natsproc::process::Signal::TERM, ready).await;
+    assert_eq!(result.status.code(), Some(143), "{}", text(&result.stderr));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(text(&result.stdout).contains("interrupted by SIGTERM"));
+    let samples = lines(&out.path().join("samples.jsonl"));
+    assert!(samples.len() >= 3, "{}", samples.len());
+    let html = std::fs::read_to_string(out.path().join("scrape.html")).unwrap();
+    assert!(html.contains(&format!("<td>{}</td>", samples.len())) || html.contains("samples"));
     fleet.stop().await;
 }

@@ -42,6 +42,8 @@ pub struct RequestAccount {
     pub missing: Vec<String>,
     /// Expected replies without a known identity (`--expect` above what discovery found).
     pub missing_unknown: usize,
+    /// Cut short by SIGINT/SIGTERM (or never sent): its missing replies were not waited for.
+    pub interrupted: bool,
     /// First on-time reply of each identity: (identity, nanoseconds since publishing began).
     #[serde(skip)]
     pub times: Vec<(String, u128)>,
@@ -56,7 +58,8 @@ impl RequestAccount {
         self.missing.len() + self.missing_unknown
     }
 
-    /// True when both sums close.
+    /// True when every sum closes: each message is in one bucket, each expected reply is
+    /// answered or missing, and each answer is one ok or failed reply with one reply time.
     pub fn closes(&self) -> bool {
         self.messages
             == self.ok
@@ -67,6 +70,8 @@ impl RequestAccount {
                 + self.malformed
                 + self.unexpected
             && self.expected == self.answered + self.missing_total()
+            && self.answered == self.ok + self.failed_total()
+            && self.times.len() == self.answered
     }
 }
 
@@ -85,6 +90,7 @@ pub fn account(
         publish_ns: collected.publish_duration.as_nanos(),
         request_ns: collected.request_duration.as_nanos(),
         messages: collected.replies.len(),
+        interrupted: collected.interrupted,
         ..RequestAccount::default()
     };
     let mut answered = HashSet::new();
@@ -175,6 +181,7 @@ mod tests {
             publish_duration: Duration::from_millis(1),
             request_duration: Duration::from_millis(30),
             published: 1,
+            interrupted: false,
             replies: vec![
                 reply("a", ok, false, 3),
                 reply("a", ok, false, 4),
@@ -212,5 +219,28 @@ mod tests {
         assert_eq!(a.missing_unknown, 1);
         assert!(a.closes(), "{a:?}");
         assert_eq!(buckets(&a.times), vec![1, 1]);
+
+        // Any count that does not add up is caught.
+        for broken in [
+            RequestAccount {
+                messages: a.messages + 1,
+                ..a.clone()
+            },
+            RequestAccount {
+                expected: a.expected + 1,
+                ..a.clone()
+            },
+            RequestAccount {
+                answered: a.answered + 1,
+                missing_unknown: a.missing_unknown - 1,
+                ..a.clone()
+            },
+            RequestAccount {
+                times: Vec::new(),
+                ..a.clone()
+            },
+        ] {
+            assert!(!broken.closes(), "{broken:?}");
+        }
     }
 }

@@ -10,12 +10,25 @@
 //! The library is used by the `emulator` binary's `measure` and `scrape` subcommands.
 
 pub mod account;
+pub mod error;
 mod progress;
 pub mod report;
 pub mod results;
 pub mod run;
 pub mod scrape;
+pub mod signals;
 
+pub use error::MeasureError;
 pub use results::Summary;
-pub use run::{MeasureArgs, run as measure};
-pub use scrape::{ScrapeArgs, run as scrape};
+pub use run::MeasureArgs;
+pub use scrape::ScrapeArgs;
+
+/// `emulator measure`: [`run::run`], with usage errors printed and turned into exit code 2.
+pub async fn measure(args: MeasureArgs) -> Result<i32, MeasureError> {
+    error::usage_exits_2(run::run(args).await)
+}
+
+/// `emulator scrape`: [`scrape::run`], with usage errors printed and turned into exit code 2.
+pub async fn scrape(args: ScrapeArgs) -> Result<i32, MeasureError> {
+    error::usage_exits_2(scrape::run(args).await)
+}

@@ -2,18 +2,20 @@
 //! JSONL time series, and draws it as an HTML page.
 //!
 //! Stages: poll every endpoint each interval → one JSON line per endpoint per sample
-//! (`samples.jsonl`) → rates derived from counters → `scrape.html`.
+//! (`samples.jsonl`) → rates derived from counters → `scrape.html`. SIGINT or SIGTERM ends the
+//! sampling early: what was sampled is written as usual and the exit code is 130 or 143.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
+use crate::error::MeasureError;
 use crate::report::{self, Series};
+use crate::signals;
 
 /// Polls emulators and nats-servers into a time series.
 #[derive(Debug, Clone, Parser)]
@@ -85,31 +87,51 @@ async fn nats_fields(http: &reqwest::Client, base: &str) -> Result<Value, String
 }
 
 /// Runs the scraper; returns the exit code.
-pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
+pub async fn run(args: ScrapeArgs) -> Result<i32, MeasureError> {
     if args.vars.is_empty() && args.nats.is_empty() {
-        bail!("nothing to scrape: give --vars and/or --nats-monitor");
+        return Err(MeasureError::flag(
+            "--vars/--nats-monitor",
+            "nothing to scrape: give --vars and/or --nats-monitor",
+        ));
     }
     if !args.interval.is_finite() || args.interval <= 0.0 {
-        bail!("--interval must be a positive number of seconds");
+        return Err(MeasureError::flag(
+            "--interval",
+            "must be a positive number of seconds",
+        ));
     }
     if !args.duration.is_finite() || args.duration < 0.0 {
-        bail!("--duration must be a non-negative number of seconds");
+        return Err(MeasureError::flag(
+            "--duration",
+            "must be a non-negative number of seconds",
+        ));
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let not_writable = |source| MeasureError::OutNotWritable {
+        path: args.out.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&args.out).map_err(not_writable)?;
     let path = args.out.join("samples.jsonl");
-    let mut file =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = std::fs::File::create(&path).map_err(not_writable)?;
+    let write_error = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| MeasureError::Write { path, source }
+    };
+    let interrupts = signals::listen("scrape")?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
-        .build()?;
+        .build()
+        .map_err(|e| MeasureError::Http(e.to_string()))?;
     let started = Instant::now();
     let mut samples: Vec<Value> = Vec::new();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(args.interval));
     let mut errors = 0usize;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = interrupts.wait() => break,
+        }
         let t = started.elapsed().as_secs_f64();
         for base in &args.vars {
             let url = vars_url(base);
@@ -122,7 +144,7 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
                     json!({"t": t, "kind": "emulator", "source": url, "error": e})
                 }
             };
-            writeln!(file, "{line}")?;
+            writeln!(file, "{line}").map_err(write_error(&path))?;
             samples.push(line);
         }
         for base in &args.nats {
@@ -133,7 +155,7 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
                     json!({"t": t, "kind": "nats", "source": base, "error": e})
                 }
             };
-            writeln!(file, "{line}")?;
+            writeln!(file, "{line}").map_err(write_error(&path))?;
             samples.push(line);
         }
         if !args.quiet {
@@ -146,13 +168,23 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<i32> {
             break;
         }
     }
-    file.flush()?;
-    std::fs::write(args.out.join("scrape.html"), html(&samples))?;
+    file.flush().map_err(write_error(&path))?;
+    let page = args.out.join("scrape.html");
+    std::fs::write(&page, html(&samples)).map_err(write_error(&page))?;
     println!(
         "scraped {} samples ({errors} failed) into {}",
         samples.len(),
         args.out.display()
     );
+    if let Some(signal) = interrupts.received() {
+        println!(
+            "interrupted by {} after {:.1}s of {}s",
+            signal.name(),
+            started.elapsed().as_secs_f64(),
+            args.duration
+        );
+        return Ok(signal.exit_code());
+    }
     Ok(0)
 }
 

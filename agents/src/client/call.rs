@@ -1,9 +1,10 @@
 //! Sending one request and collecting its replies.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use tokio::sync::watch;
 
 use super::{Call, Client, ClientError, Dialect, Payload, Targets, new_request_id};
 use crate::codec::{self, InboundReply, Invalid, RequestParts};
@@ -45,6 +46,8 @@ pub struct Collected {
     /// Messages published.
     pub published: usize,
     pub replies: Vec<ReplyEvent>,
+    /// Collection was cut short by a stop signal (or the request was never sent).
+    pub interrupted: bool,
 }
 
 impl Collected {
@@ -98,26 +101,63 @@ impl Client {
         batch_size: usize,
         sleep: std::time::Duration,
     ) -> Result<Vec<(Vec<String>, Collected)>, ClientError> {
+        self.call_batched_until(call, batch_size, sleep, None).await
+    }
+
+    /// [`Client::call_batched`] that ends when `stop` turns true: the batch in flight is cut
+    /// short and batches not sent yet are returned empty (nothing published, `interrupted`).
+    pub async fn call_batched_until(
+        &self,
+        call: &Call,
+        batch_size: usize,
+        sleep: std::time::Duration,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> Result<Vec<(Vec<String>, Collected)>, ClientError> {
         let nodes = match &call.targets {
             Targets::Direct(nodes) if batch_size > 0 && batch_size < nodes.len() => nodes,
-            Targets::Direct(nodes) => return Ok(vec![(nodes.clone(), self.call(call).await?)]),
-            Targets::Broadcast => return Ok(vec![(Vec::new(), self.call(call).await?)]),
+            Targets::Direct(nodes) => {
+                return Ok(vec![(nodes.clone(), self.call_until(call, stop).await?)]);
+            }
+            Targets::Broadcast => {
+                return Ok(vec![(Vec::new(), self.call_until(call, stop).await?)]);
+            }
         };
         let mut out = Vec::new();
         for (i, chunk) in nodes.chunks(batch_size).enumerate() {
             if i > 0 && !sleep.is_zero() {
-                tokio::time::sleep(sleep).await;
+                match stop.clone() {
+                    Some(mut s) => {
+                        let stopped = async move {
+                            if s.wait_for(|v| *v).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(sleep, stopped).await;
+                    }
+                    None => tokio::time::sleep(sleep).await,
+                }
             }
             let mut batch = call.clone();
             batch.targets = Targets::Direct(chunk.to_vec());
             batch.expected = Some(chunk.len());
-            out.push((chunk.to_vec(), self.call(&batch).await?));
+            batch.expected_senders = None;
+            out.push((chunk.to_vec(), self.call_until(&batch, stop.clone()).await?));
         }
         Ok(out)
     }
 
     /// Sends `call` and collects its replies.
     pub async fn call(&self, call: &Call) -> Result<Collected, ClientError> {
+        self.call_until(call, None).await
+    }
+
+    /// [`Client::call`] that ends early when `stop` turns true (or already is: then nothing is
+    /// sent); the result is marked `interrupted`.
+    pub async fn call_until(
+        &self,
+        call: &Call,
+        mut stop: Option<watch::Receiver<bool>>,
+    ) -> Result<Collected, ClientError> {
         if let Targets::Direct(targets) = &call.targets
             && targets.is_empty()
         {
@@ -126,21 +166,57 @@ impl Client {
         let o = &self.options;
         let requestid = new_request_id();
         let reply_subject = subject::reply(&o.collective, &o.callerid, &requestid);
-        let mut replies = self
-            .nats
-            .subscribe(reply_subject.clone())
-            .await
-            .map_err(|e| ClientError::Subscribe {
-                subject: reply_subject.clone(),
-                reason: e.to_string(),
-            })?;
-        self.nats
-            .flush()
-            .await
-            .map_err(|e| ClientError::Subscribe {
-                subject: reply_subject.clone(),
-                reason: e.to_string(),
-            })?;
+        if stop.as_ref().is_some_and(|s| *s.borrow()) {
+            return Ok(Collected {
+                requestid,
+                reply_subject,
+                started: Instant::now(),
+                publish_duration: Duration::ZERO,
+                request_duration: Duration::ZERO,
+                published: 0,
+                replies: Vec::new(),
+                interrupted: true,
+            });
+        }
+        // While the connection is down the NATS client holds commands back; no stage before
+        // collection may outlast the request's timeout (or a stop), or a run would hang.
+        let setup_started = Instant::now();
+        let setup_limit = tokio::time::Instant::now() + call.timeout;
+        let subscribed = within(
+            async {
+                let replies = self.nats.subscribe(reply_subject.clone()).await?;
+                self.nats.flush().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(replies)
+            },
+            setup_limit,
+            &mut stop,
+        )
+        .await;
+        let mut replies = match subscribed {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(e)) => {
+                return Err(ClientError::Subscribe {
+                    subject: reply_subject.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(gave_up) => {
+                tracing::warn!(
+                    subject = %reply_subject,
+                    "could not subscribe in time; the request is not sent"
+                );
+                return Ok(Collected {
+                    requestid,
+                    reply_subject,
+                    started: setup_started,
+                    publish_duration: Duration::ZERO,
+                    request_duration: setup_started.elapsed(),
+                    published: 0,
+                    replies: Vec::new(),
+                    interrupted: gave_up == GaveUp::Stopped,
+                });
+            }
+        };
         let message = self.request_message(call);
         let mut filter: Filter = call.filter.clone();
         if matches!(call.targets, Targets::Direct(_))
@@ -172,67 +248,94 @@ impl Client {
                 .map(|id| subject::node(&o.collective, id))
                 .collect(),
         };
-        for s in &subjects {
-            let result = match o.dialect {
-                Dialect::Go => self.nats.publish(s.clone(), body.clone()).await,
-                Dialect::Ruby => {
-                    self.nats
-                        .publish_with_reply(s.clone(), reply_subject.clone(), body.clone())
-                        .await
+        let mut published = 0;
+        let sent = within(
+            async {
+                for s in &subjects {
+                    let result = match o.dialect {
+                        Dialect::Go => self.nats.publish(s.clone(), body.clone()).await,
+                        Dialect::Ruby => {
+                            self.nats
+                                .publish_with_reply(s.clone(), reply_subject.clone(), body.clone())
+                                .await
+                        }
+                    };
+                    result.map_err(|e| ClientError::Publish {
+                        subject: s.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    published += 1;
                 }
-            };
-            result.map_err(|e| ClientError::Publish {
-                subject: s.clone(),
-                reason: e.to_string(),
-            })?;
+                self.nats.flush().await.map_err(|e| ClientError::Publish {
+                    subject: reply_subject.clone(),
+                    reason: e.to_string(),
+                })
+            },
+            tokio::time::Instant::from_std(started + call.timeout),
+            &mut stop,
+        )
+        .await;
+        let mut interrupted = false;
+        match sent {
+            Ok(result) => result?,
+            Err(GaveUp::Stopped) => interrupted = true,
+            Err(GaveUp::Timeout) => {
+                tracing::warn!(
+                    requestid = %requestid,
+                    published,
+                    "publishing did not finish before the deadline"
+                );
+            }
         }
-        self.nats.flush().await.map_err(|e| ClientError::Publish {
-            subject: reply_subject.clone(),
-            reason: e.to_string(),
-        })?;
         let publish_duration = started.elapsed();
         let deadline = tokio::time::Instant::from_std(started + call.timeout);
         let late_deadline = deadline + call.late_window;
+        let mut waiting = Waiting::new(call);
         let mut events = Vec::new();
-        let mut distinct = HashSet::new();
         loop {
+            if interrupted {
+                break;
+            }
             let now = tokio::time::Instant::now();
             let late = now >= deadline;
             let limit = if late { late_deadline } else { deadline };
             if late && call.late_window.is_zero() {
                 break;
             }
-            let msg = match tokio::time::timeout_at(limit, replies.next()).await {
+            let next = tokio::time::timeout_at(limit, replies.next());
+            let received = match stop.as_mut() {
+                Some(s) => tokio::select! {
+                    r = next => r,
+                    // A dropped sender never stops the request (the branch is disabled).
+                    Ok(_) = s.wait_for(|v| *v) => {
+                        interrupted = true;
+                        break;
+                    }
+                },
+                None => next.await,
+            };
+            let msg = match received {
                 Ok(Some(msg)) => msg,
                 Ok(None) => break,
                 Err(_) if late => break,
                 Err(_) => continue,
             };
-            let elapsed = started.elapsed();
-            let outcome = match codec::decode_reply(&msg.payload) {
-                Ok(reply) => ReplyOutcome::Ok(reply),
-                Err((Invalid::BadHash, Some(reply))) => ReplyOutcome::BadHash(reply),
-                Err((reason, _)) => ReplyOutcome::Malformed(reason),
-            };
-            let late = tokio::time::Instant::now() >= deadline;
-            if let ReplyOutcome::Ok(r) = &outcome
-                && !late
-            {
-                distinct.insert(r.sender.clone());
-            }
-            events.push(ReplyEvent {
-                elapsed,
-                late,
-                outcome,
-            });
-            if let Some(expected) = call.expected
-                && distinct.len() >= expected
-                && !late
-            {
+            let event = reply_event(&msg.payload, started, deadline);
+            waiting.saw(&event);
+            events.push(event);
+            if waiting.done() {
                 break;
             }
         }
         let request_duration = started.elapsed();
+        // Unsubscribe, then read what the subscription already holds: a message received is
+        // never dropped unread.
+        if replies.drain().await.is_ok() {
+            let until = tokio::time::Instant::now() + DRAIN_LIMIT;
+            while let Ok(Some(msg)) = tokio::time::timeout_at(until, replies.next()).await {
+                events.push(reply_event(&msg.payload, started, deadline));
+            }
+        }
         let _ = replies.unsubscribe().await;
         Ok(Collected {
             requestid,
@@ -240,9 +343,108 @@ impl Client {
             started,
             publish_duration,
             request_duration,
-            published: subjects.len(),
+            published,
             replies: events,
+            interrupted,
         })
+    }
+}
+
+/// Why a stage before collection was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GaveUp {
+    Timeout,
+    Stopped,
+}
+
+/// Runs `work` until `limit` or until `stop` turns true.
+async fn within<T>(
+    work: impl std::future::Future<Output = T>,
+    limit: tokio::time::Instant,
+    stop: &mut Option<watch::Receiver<bool>>,
+) -> Result<T, GaveUp> {
+    let bounded = tokio::time::timeout_at(limit, work);
+    match stop {
+        Some(s) => tokio::select! {
+            done = bounded => done.map_err(|_| GaveUp::Timeout),
+            Ok(_) = s.wait_for(|v| *v) => Err(GaveUp::Stopped),
+        },
+        None => bounded.await.map_err(|_| GaveUp::Timeout),
+    }
+}
+
+/// How long reading what is left on an unsubscribed reply subject may take.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+fn reply_event(payload: &[u8], started: Instant, deadline: tokio::time::Instant) -> ReplyEvent {
+    let elapsed = started.elapsed();
+    let outcome = match codec::decode_reply(payload) {
+        Ok(reply) => ReplyOutcome::Ok(reply),
+        Err((Invalid::BadHash, Some(reply))) => ReplyOutcome::BadHash(reply),
+        Err((reason, _)) => ReplyOutcome::Malformed(reason),
+    };
+    ReplyEvent {
+        elapsed,
+        late: tokio::time::Instant::now() >= deadline,
+        outcome,
+    }
+}
+
+/// When a request has every reply it waits for.
+enum Waiting {
+    /// These identities have not answered yet (on time, with a good hash).
+    Senders(BTreeSet<String>),
+    /// This many distinct senders have not answered yet.
+    Count {
+        wanted: usize,
+        seen: HashSet<String>,
+    },
+    /// Until the deadline.
+    Deadline,
+}
+
+impl Waiting {
+    fn new(call: &Call) -> Waiting {
+        let known: Option<BTreeSet<String>> = match (&call.expected_senders, &call.targets) {
+            (Some(ids), _) => Some(ids.as_ref().clone()),
+            (None, Targets::Direct(ids)) => Some(ids.iter().cloned().collect()),
+            (None, Targets::Broadcast) => None,
+        };
+        match (known, call.expected) {
+            (Some(ids), _) if ids.is_empty() => Waiting::Deadline,
+            (Some(ids), _) => Waiting::Senders(ids),
+            (None, Some(wanted)) => Waiting::Count {
+                wanted,
+                seen: HashSet::new(),
+            },
+            (None, None) => Waiting::Deadline,
+        }
+    }
+
+    fn saw(&mut self, event: &ReplyEvent) {
+        let ReplyOutcome::Ok(reply) = &event.outcome else {
+            return;
+        };
+        if event.late {
+            return;
+        }
+        match self {
+            Waiting::Senders(left) => {
+                left.remove(&reply.sender);
+            }
+            Waiting::Count { seen, .. } => {
+                seen.insert(reply.sender.clone());
+            }
+            Waiting::Deadline => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            Waiting::Senders(left) => left.is_empty(),
+            Waiting::Count { wanted, seen } => seen.len() >= *wanted,
+            Waiting::Deadline => false,
+        }
     }
 }
 

@@ -5,7 +5,13 @@
 //! `<collective>.reply.<md5(callerid)>.<requestid>` (and flush, so no reply can be missed) →
 //! publish once to `<collective>.broadcast.agent.<agent>` or once per `<collective>.node.<id>` →
 //! collect replies until every expected sender answered or the deadline passed (plus an
-//! optional grace window in which replies count as late).
+//! optional grace window in which replies count as late) → unsubscribe and read what the
+//! subscription already holds, so that every message received is handed back.
+//!
+//! Which senders are expected: [`Call::expected_senders`] when given, else the identities of a
+//! direct request. Only those end a request early; a reply from anyone else never stands in for
+//! an expected one. A broadcast without known identities (discovery) ends after
+//! [`Call::expected`] distinct senders.
 //!
 //! The request is exactly what a Choria client sends; see `docs/protocol.md` for the field set.
 
@@ -13,6 +19,9 @@ mod call;
 
 pub use call::{Collected, ReplyEvent, ReplyOutcome};
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::protocol::Filter;
@@ -90,8 +99,13 @@ pub struct Call {
     pub targets: Targets,
     /// How long to wait for replies after publishing.
     pub timeout: Duration,
-    /// Stop as soon as this many distinct senders answered.
+    /// Without known identities (a broadcast without [`Call::expected_senders`]): stop as soon
+    /// as this many distinct senders answered. Ignored when the expected identities are known.
     pub expected: Option<usize>,
+    /// The identities expected to answer: the request ends early once every one of them
+    /// answered on time. Replies from other senders are collected but never count towards it.
+    /// When `None`, a direct request expects its targets. An empty set never ends early.
+    pub expected_senders: Option<Arc<BTreeSet<String>>>,
     /// After the deadline, keep listening this long and record replies as late.
     pub late_window: Duration,
 }
@@ -106,6 +120,7 @@ impl Call {
             targets: Targets::Broadcast,
             timeout,
             expected: None,
+            expected_senders: None,
             late_window: Duration::ZERO,
         }
     }
@@ -128,6 +143,7 @@ impl Call {
             targets,
             timeout,
             expected: None,
+            expected_senders: None,
             late_window: Duration::ZERO,
         }
     }
@@ -146,17 +162,54 @@ pub enum ClientError {
     NoTargets,
 }
 
+/// What happened to the client's own connection: counted from the NATS client's events.
+#[derive(Debug, Default)]
+struct Events {
+    disconnects: AtomicU64,
+    slow_consumer: AtomicU64,
+}
+
+/// Counts of the client's own connection trouble since it connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionHealth {
+    /// Times the connection to the broker dropped.
+    pub disconnects: u64,
+    /// Times the NATS client dropped messages because a subscription's buffer was full.
+    pub slow_consumer: u64,
+}
+
+impl ConnectionHealth {
+    /// True when nothing went wrong.
+    pub fn is_clean(&self) -> bool {
+        self.disconnects == 0 && self.slow_consumer == 0
+    }
+
+    /// What went wrong between `earlier` and `self`.
+    pub fn since(&self, earlier: ConnectionHealth) -> ConnectionHealth {
+        ConnectionHealth {
+            disconnects: self.disconnects.saturating_sub(earlier.disconnects),
+            slow_consumer: self.slow_consumer.saturating_sub(earlier.slow_consumer),
+        }
+    }
+}
+
 /// A Choria client on one NATS connection.
 #[derive(Debug, Clone)]
 pub struct Client {
     nats: async_nats::Client,
     options: ClientOptions,
+    events: Arc<Events>,
 }
 
 impl Client {
-    /// Wraps an existing NATS connection.
+    /// Wraps an existing NATS connection. Drops are then only seen as reconnects (the NATS
+    /// client's `connects` statistic); [`Client::connect`] sees every one.
     pub fn new(nats: async_nats::Client, options: ClientOptions) -> Client {
-        Client { nats, options }
+        Client {
+            nats,
+            options,
+            events: Arc::default(),
+        }
     }
 
     /// Connects to `servers` (NATS URLs) with default connection options.
@@ -164,17 +217,60 @@ impl Client {
         servers: &[String],
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
+        let events = Arc::new(Events::default());
+        let counts = Arc::clone(&events);
         let nats = async_nats::ConnectOptions::new()
             .name(format!("choria-client {}", options.senderid))
             .connection_timeout(Duration::from_secs(5))
             .subscription_capacity(1 << 20)
+            .event_callback(move |event| {
+                let counts = Arc::clone(&counts);
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => {
+                            counts.disconnects.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("the connection to the broker dropped");
+                        }
+                        async_nats::Event::SlowConsumer(sid) => {
+                            counts.slow_consumer.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(sid, "slow consumer: the NATS client dropped messages");
+                        }
+                        async_nats::Event::Connected => {
+                            tracing::info!("connected to the broker");
+                        }
+                        other => tracing::info!(event = %other, "NATS connection event"),
+                    }
+                }
+            })
             .connect(servers)
             .await
             .map_err(|e| ClientError::Connect {
                 servers: servers.join(","),
                 reason: e.to_string(),
             })?;
-        Ok(Client { nats, options })
+        Ok(Client {
+            nats,
+            options,
+            events,
+        })
+    }
+
+    /// Trouble with the client's own connection since it connected.
+    pub fn health(&self) -> ConnectionHealth {
+        let reconnects = self
+            .nats
+            .statistics()
+            .connects
+            .load(Ordering::Relaxed)
+            .saturating_sub(1);
+        ConnectionHealth {
+            disconnects: self
+                .events
+                .disconnects
+                .load(Ordering::Relaxed)
+                .max(reconnects),
+            slow_consumer: self.events.slow_consumer.load(Ordering::Relaxed),
+        }
     }
 
     /// The underlying NATS connection.
@@ -188,7 +284,7 @@ impl Client {
     }
 
     /// Broadcast discovery: the identities that answered a ping with `filter`, in arrival
-    /// order, without duplicates.
+    /// order, without duplicates; with `expected`, the first that many.
     pub async fn discover(
         &self,
         filter: Filter,
@@ -198,7 +294,12 @@ impl Client {
         let mut call = Call::discovery(filter, timeout);
         call.expected = expected;
         let collected = self.call(&call).await?;
-        Ok(collected.senders())
+        let mut senders = collected.senders();
+        if let Some(n) = expected {
+            // Replies already received when discovery ended are read too; the first n count.
+            senders.truncate(n);
+        }
+        Ok(senders)
     }
 }
 

@@ -20,12 +20,9 @@ static BIN: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 /// The variables measure finds brokers in; cleared so that only a test's own settings count.
 const BROKER_ENV: [&str; 3] = ["MEASURE_SERVERS", "CHORIA_SERVERS", "NATS_URL"];
 
-/// The `emulator` binary of this branch only builds its `Cli` (and so runs a subcommand) when
-/// the fleet's required `--instances` has a value; the environment gives it one that the
-/// subcommands ignore. (Fixed on main by making `instances` an `Option`.)
+/// The `emulator` binary with no broker settings from the environment.
 fn emulator_command() -> Command {
     let mut cmd = Command::new(&*BIN);
-    cmd.env("EMULATOR_INSTANCES", "1");
     for name in BROKER_ENV {
         cmd.env_remove(name);
     }

@@ -72,19 +72,13 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, anyhow::Error)> {
     match cli.command {
         Some(Command::Measure(args)) => {
             install_tracing("warn");
-            let code = runtime()
-                .map_err(failed)?
-                .block_on(measure::measure(*args))
-                .map_err(failed)?;
-            return Ok(exit_code(code));
+            let result = runtime().map_err(failed)?.block_on(measure::measure(*args));
+            return measured(result);
         }
         Some(Command::Scrape(args)) => {
             install_tracing("warn");
-            let code = runtime()
-                .map_err(failed)?
-                .block_on(measure::scrape(args))
-                .map_err(failed)?;
-            return Ok(exit_code(code));
+            let result = runtime().map_err(failed)?.block_on(measure::scrape(args));
+            return measured(result);
         }
         None => {}
     }
@@ -101,6 +95,15 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, anyhow::Error)> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A measuring subcommand's result: its exit code, or its error with the code it carries
+/// (2 for usage errors).
+fn measured(result: Result<i32, measure::MeasureError>) -> Result<ExitCode, (u8, anyhow::Error)> {
+    match result {
+        Ok(code) => Ok(exit_code(code)),
+        Err(e) => Err((u8::try_from(e.exit_code()).unwrap_or(1), e.into())),
+    }
 }
 
 fn exit_code(code: i32) -> ExitCode {

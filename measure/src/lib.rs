@@ -10,6 +10,7 @@
 //! The library is used by the `emulator` binary's `measure` and `scrape` subcommands.
 
 pub mod account;
+pub mod args;
 pub mod error;
 mod progress;
 pub mod report;

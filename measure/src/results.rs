@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::account::{RequestAccount, buckets};
+use crate::args::MeasureArgs;
 use crate::report::{self, Series};
-use crate::run::MeasureArgs;
 use crate::signals::Interrupt;
 
 /// Totals over every request.

@@ -16,13 +16,14 @@ pub(crate) struct DataTask {
 impl DataTask {
     pub(crate) fn new(props: &DataProps) -> Result<Self, TaskError> {
         let action = props.action;
-        let key = non_empty(&props.key, "A key is required")?;
-        split_path(&key).map_err(|e| TaskError(e.to_string()))?;
+        let key = non_empty(&props.key, "key", "A key is required")?;
+        split_path(&key).map_err(|e| TaskError::invalid("key", e.to_string()))?;
         let value = props.value.clone().unwrap_or(Value::Null);
         if action == Action::Write && value.is_null() {
-            return Err(TaskError(
-                "A value is required for the write action".to_string(),
-            ));
+            return Err(TaskError::Missing {
+                property: "value",
+                message: "A value is required for the write action",
+            });
         }
         Ok(Self { action, key, value })
     }

@@ -18,12 +18,12 @@ pub(crate) struct GraphiteTask {
 
 impl GraphiteTask {
     pub(crate) fn new(props: &GraphiteProps) -> Result<Self, TaskError> {
-        let graphite = non_empty(&props.graphite, "A graphite url is required")?;
+        let graphite = non_empty(&props.graphite, "graphite", "A graphite url is required")?;
         parse_uri(&graphite)?;
         Ok(Self {
             graphite,
-            what: non_empty(&props.what, "A what is required")?,
-            data: non_empty(&props.data, "A data is required")?,
+            what: non_empty(&props.what, "what", "A what is required")?,
+            data: non_empty(&props.data, "data", "A data is required")?,
             tags: props
                 .tags
                 .clone()
@@ -44,7 +44,7 @@ impl Task for GraphiteTask {
         });
         let uri = match parse_uri(&self.graphite) {
             Ok(u) => u,
-            Err(e) => return TaskOutcome::failed(e.0, vec![]),
+            Err(e) => return TaskOutcome::failed(e.to_string(), vec![]),
         };
         let hook = WebhookTask {
             uri,

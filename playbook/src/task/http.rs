@@ -30,7 +30,7 @@ impl HttpClients {
             .timeout(Duration::from_secs(60))
             .tls_danger_accept_invalid_certs(!verify_ssl)
             .build()
-            .map_err(|e| TaskError(format!("Could not create an HTTP client: {e}")))?;
+            .map_err(|error| TaskError::HttpClient { error })?;
         Ok(cell.get_or_init(|| client))
     }
 }

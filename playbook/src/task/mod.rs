@@ -29,10 +29,43 @@ use crate::schema::tasks::TaskProps;
 use crate::schema::values::{Names, Text};
 use crate::store::{EnvOverlay, Stores};
 
-/// A task property error found after templating; it aborts the run.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TaskError(pub String);
+/// A task whose properties it cannot run with (found after templating); it aborts the run.
+/// The runner adds the task's position. Messages keep Choria's wording.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A required property is missing or empty.
+    #[error("{message}")]
+    Missing {
+        property: &'static str,
+        message: &'static str,
+    },
+    /// A property has a value the task cannot use.
+    #[error("{message}")]
+    Invalid {
+        property: &'static str,
+        message: String,
+    },
+    /// An HTTP client could not be built (the cause is in the message, printed once).
+    #[error("Could not create an HTTP client: {error}")]
+    HttpClient { error: reqwest::Error },
+}
+
+impl TaskError {
+    pub(crate) fn invalid(property: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            property,
+            message: message.into(),
+        }
+    }
+
+    /// The property at fault, when there is one.
+    pub fn property(&self) -> Option<&'static str> {
+        match self {
+            Self::Missing { property, .. } | Self::Invalid { property, .. } => Some(property),
+            Self::HttpClient { .. } => None,
+        }
+    }
+}
 
 /// The result of one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +139,13 @@ pub(crate) fn build(props: &TaskProps) -> Result<Box<dyn Task>, TaskError> {
 }
 
 /// A required property that must not be empty.
-pub(crate) fn non_empty(value: &Text, message: &str) -> Result<String, TaskError> {
+pub(crate) fn non_empty(
+    value: &Text,
+    property: &'static str,
+    message: &'static str,
+) -> Result<String, TaskError> {
     if value.as_str().is_empty() {
-        Err(TaskError(message.to_string()))
+        Err(TaskError::Missing { property, message })
     } else {
         Ok(value.as_str().to_string())
     }
@@ -117,10 +154,32 @@ pub(crate) fn non_empty(value: &Text, message: &str) -> Result<String, TaskError
 /// A required, non-empty node list.
 pub(crate) fn nodes(value: &Names) -> Result<Vec<String>, TaskError> {
     if value.0.is_empty() {
-        Err(TaskError(
-            "Nodes need to be supplied, refusing to run against empty node list".to_string(),
-        ))
+        Err(TaskError::Missing {
+            property: "nodes",
+            message: "Nodes need to be supplied, refusing to run against empty node list",
+        })
     } else {
         Ok(value.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_errors_name_their_property_and_keep_choria_s_wording() {
+        let empty: Text = serde_json::from_value(Value::String(String::new())).expect("text");
+        let e = non_empty(&empty, "command", "A command was not given").unwrap_err();
+        assert_eq!(e.property(), Some("command"));
+        assert_eq!(e.to_string(), "A command was not given");
+        let e = nodes(&Names(Vec::new())).unwrap_err();
+        assert_eq!(e.property(), Some("nodes"));
+        let e = webhook::parse_uri("ftp://x/").unwrap_err();
+        assert_eq!(e.property(), Some("uri"));
+        assert!(
+            e.to_string().contains("scheme ftp is not http or https"),
+            "{e}"
+        );
     }
 }

@@ -41,14 +41,15 @@ struct Reply {
 impl RpcTask {
     pub(crate) fn new(props: &RpcProps) -> Result<Self, TaskError> {
         let nodes = super::nodes(&props.nodes)?;
-        let action = non_empty(&props.action, "An action is required")?;
+        let action = non_empty(&props.action, "action", "An action is required")?;
         let Some((agent, action)) = action
             .split_once('.')
             .filter(|(a, b)| !a.is_empty() && !b.is_empty())
         else {
-            return Err(TaskError(format!(
-                "Action {action} should be in the form agent.action"
-            )));
+            return Err(TaskError::invalid(
+                "action",
+                format!("Action {action} should be in the form agent.action"),
+            ));
         };
         let properties = props
             .properties
@@ -62,7 +63,10 @@ impl RpcTask {
         let batch_size = match props.batch_size {
             None | Some(Int(0)) => None,
             Some(Int(n)) => Some(usize::try_from(n).map_err(|_| {
-                TaskError(format!("batch_size should be a positive integer, got {n}"))
+                TaskError::invalid(
+                    "batch_size",
+                    format!("batch_size should be a positive integer, got {n}"),
+                )
             })?),
         };
         let batch_sleep = crate::seconds(props.batch_sleep_time.map_or(0.0, |s| s.0));
@@ -74,7 +78,8 @@ impl RpcTask {
         });
         let assert = match &props.assert {
             Some(text) if !text.as_str().trim().is_empty() => {
-                let expr = jgrep::parse(text.as_str()).map_err(|e| TaskError(e.to_string()))?;
+                let expr = jgrep::parse(text.as_str())
+                    .map_err(|e| TaskError::invalid("assert", e.to_string()))?;
                 Some((text.as_str().to_string(), expr))
             }
             _ => None,

@@ -98,7 +98,7 @@ pub(crate) struct ShellTask {
 
 impl ShellTask {
     pub(crate) fn new(props: &ShellProps) -> Result<Self, TaskError> {
-        let mut command = non_empty(&props.command, "A command was not given")?;
+        let mut command = non_empty(&props.command, "command", "A command was not given")?;
         if let Some(nodes) = &props.nodes {
             command.push_str(&format!(" --nodes {}", nodes.0.join(",")));
         }

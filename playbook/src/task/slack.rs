@@ -24,9 +24,9 @@ pub(crate) struct SlackTask {
 impl SlackTask {
     pub(crate) fn new(props: &SlackProps) -> Result<Self, TaskError> {
         Ok(Self {
-            channel: non_empty(&props.channel, "A channel is required")?,
-            text: non_empty(&props.text, "Message text is required")?,
-            token: non_empty(&props.token, "A bot token is required")?,
+            channel: non_empty(&props.channel, "channel", "A channel is required")?,
+            text: non_empty(&props.text, "text", "Message text is required")?,
+            token: non_empty(&props.token, "token", "A bot token is required")?,
             color: text(&props.color).unwrap_or_else(|| "#ffa449".to_string()),
             username: text(&props.username).unwrap_or_else(|| "Choria".to_string()),
         })
@@ -57,7 +57,7 @@ impl Task for SlackTask {
         });
         let client = match ctx.http.get(true) {
             Ok(c) => c,
-            Err(e) => return TaskOutcome::failed(e.0, vec![]),
+            Err(e) => return TaskOutcome::failed(e.to_string(), vec![]),
         };
         let response = client
             .post(&url)

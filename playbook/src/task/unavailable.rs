@@ -15,11 +15,12 @@ impl UnavailableTask {
     /// The historical `mcollective_assert` task.
     pub(crate) fn assert(props: &AssertProps) -> Result<Self, TaskError> {
         let nodes = super::nodes(&props.nodes)?;
-        let action = non_empty(&props.action, "An action is required")?;
+        let action = non_empty(&props.action, "action", "An action is required")?;
         if !action.contains('.') {
-            return Err(TaskError(format!(
-                "Action {action} should be in the form agent.action"
-            )));
+            return Err(TaskError::invalid(
+                "action",
+                format!("Action {action} should be in the form agent.action"),
+            ));
         }
         Ok(Self {
             kind: TaskKind::McollectiveAssert,

@@ -19,18 +19,20 @@ pub(crate) struct WebhookTask {
 
 /// Parses an http(s) URL.
 pub(crate) fn parse_uri(uri: &str) -> Result<reqwest::Url, TaskError> {
-    let url = reqwest::Url::parse(uri).map_err(|e| TaskError(format!("Invalid uri {uri}: {e}")))?;
+    let url = reqwest::Url::parse(uri)
+        .map_err(|e| TaskError::invalid("uri", format!("Invalid uri {uri}: {e}")))?;
     match url.scheme() {
         "http" | "https" => Ok(url),
-        other => Err(TaskError(format!(
-            "Invalid uri {uri}: scheme {other} is not http or https"
-        ))),
+        other => Err(TaskError::invalid(
+            "uri",
+            format!("Invalid uri {uri}: scheme {other} is not http or https"),
+        )),
     }
 }
 
 impl WebhookTask {
     pub(crate) fn new(props: &WebhookProps) -> Result<Self, TaskError> {
-        let uri = parse_uri(&non_empty(&props.uri, "A uri is required")?)?;
+        let uri = parse_uri(&non_empty(&props.uri, "uri", "A uri is required")?)?;
         Ok(Self {
             uri,
             method: props.method.unwrap_or(Method::Post),
@@ -44,7 +46,7 @@ impl WebhookTask {
     pub(crate) async fn send(&self, ctx: &TaskContext<'_>) -> TaskOutcome {
         let client = match ctx.http.get(self.verify_ssl) {
             Ok(c) => c,
-            Err(e) => return TaskOutcome::failed(e.0, vec![]),
+            Err(e) => return TaskOutcome::failed(e.to_string(), vec![]),
         };
         let mut headers: Vec<(String, String)> = vec![
             ("User-Agent".into(), USER_AGENT.into()),

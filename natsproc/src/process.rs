@@ -156,29 +156,3 @@ pub fn emergency_cleanup() -> usize {
     }
     cleanups.len()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tied_children_start_and_are_cleaned_up() {
-        let mut sleeper = Command::new("sleep");
-        sleeper.arg("30");
-        let child = spawn_tied(sleeper).unwrap();
-        assert!(is_alive(child.id()));
-        let dir = tempfile_dir();
-        register_cleanup(child.id(), Some(dir.clone()));
-        assert!(emergency_cleanup() >= 1);
-        assert!(!dir.exists());
-        let mut child = child;
-        let _ = child.wait();
-        assert!(!is_alive(child.id()));
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("natsproc-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-}

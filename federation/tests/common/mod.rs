@@ -141,7 +141,11 @@ impl Request {
         transport.headers.federation = Some(Federation {
             req: Cow::Borrowed(&self.requestid),
             reply_to: None,
-            target: self.targets.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+            target: self
+                .targets
+                .iter()
+                .map(|t| Cow::Borrowed(t.as_str()))
+                .collect(),
         });
         if let Some(url) = &self.first_hop {
             transport.headers.seen_by = Some(vec![[
@@ -162,7 +166,9 @@ pub struct Client {
 impl Client {
     pub async fn connect(federation: &NatsServer) -> Client {
         Client {
-            nats: async_nats::connect(federation.url()).await.expect("client connects"),
+            nats: async_nats::connect(federation.url())
+                .await
+                .expect("client connects"),
         }
     }
 

@@ -19,6 +19,7 @@
 //! The bracketed queues are bounded; their depths are reported at `/debug/vars` and `/metrics`
 //! ([`http`]) with the other counters ([`stats`]).
 
+pub mod bench;
 pub mod config;
 pub mod http;
 pub mod stats;

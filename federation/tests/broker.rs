@@ -414,3 +414,19 @@ fn the_binary_refuses_a_config_that_does_not_enable_federation() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no collective servers"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_counts_every_forwarded_message() {
+    let options = federation::bench::BenchOptions {
+        messages: 3000,
+        publishers: 2,
+        workers: 2,
+        window: 500,
+    };
+    let report = federation::bench::run(&options).await.expect("bench runs");
+    assert_eq!(report.published, 3000);
+    assert_eq!(report.forwarded, 3000);
+    assert_eq!(report.counters.received, 3000);
+    assert_eq!(report.counters.forwarded, 3000);
+    assert!(report.rate() > 0.0);
+}

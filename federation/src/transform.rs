@@ -400,4 +400,23 @@ mod tests {
             assert_eq!(r.index(), i);
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = request(&bytes, 1 << 20, "x.y", HOP);
+            let _ = reply(&bytes, 1 << 20, HOP);
+        }
+
+        #[test]
+        fn corrupted_requests_never_panic(cut in 0usize..400, byte in proptest::num::u8::ANY) {
+            let mut b = federated(json!(["mcollective.broadcast.agent.discovery"]));
+            let at = cut % b.len();
+            b[at] = byte;
+            let _ = request(&b, 1 << 20, "x.y", HOP);
+            let _ = reply(&b, 1 << 20, HOP);
+            b.truncate(at);
+            let _ = request(&b, 1 << 20, "x.y", HOP);
+        }
+    }
 }

@@ -44,7 +44,8 @@ impl Default for BenchOptions {
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub published: u64,
-    /// Messages the sink received on the collective network.
+    /// Messages the sink received on the collective network; fewer than `published` when
+    /// some were dropped (the sink waits 30 s after the last one before it gives up).
     pub forwarded: u64,
     pub elapsed: Duration,
     pub body_bytes: usize,
@@ -52,6 +53,11 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// Whether every published message arrived.
+    pub fn complete(&self) -> bool {
+        self.forwarded == self.published
+    }
+
     /// Forwarded messages per second.
     pub fn rate(&self) -> f64 {
         self.forwarded as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -67,8 +73,6 @@ pub enum BenchError {
     Broker(#[from] crate::Error),
     #[error("NATS client: {0}")]
     Client(String),
-    #[error("only {forwarded} of {published} messages arrived within 30 s of the last publish")]
-    Incomplete { published: u64, forwarded: u64 },
 }
 
 fn client_error(e: impl std::fmt::Display) -> BenchError {
@@ -129,15 +133,17 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let counting = Arc::clone(&received);
     let total = options.messages;
     let sink_task = tokio::spawn(async move {
+        let mut last = Instant::now();
         while counting.load(Ordering::Relaxed) < total {
             match tokio::time::timeout(Duration::from_secs(30), sub.next()).await {
                 Ok(Some(_)) => {
                     counting.fetch_add(1, Ordering::Relaxed);
+                    last = Instant::now();
                 }
                 Ok(None) | Err(_) => break,
             }
         }
-        Instant::now()
+        last
     });
 
     let body = bytes::Bytes::from(sample_request("mcollective"));
@@ -191,15 +197,8 @@ pub async fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     })
     .await
     .ok();
-    let published = published.load(Ordering::Relaxed);
-    if forwarded < published {
-        return Err(BenchError::Incomplete {
-            published,
-            forwarded,
-        });
-    }
     Ok(BenchReport {
-        published,
+        published: published.load(Ordering::Relaxed),
         forwarded,
         elapsed: finished.duration_since(started),
         body_bytes,

@@ -18,6 +18,9 @@ use crate::{Error, Shared};
 /// How long a cached server URL (for `seen-by` hops) is used before asking the client again.
 const URL_REFRESH: Duration = Duration::from_secs(1);
 
+/// Messages the client library holds per subscription before it drops them.
+const SUBSCRIPTION_CAPACITY: usize = 64 * 1024;
+
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     index: usize,
@@ -82,7 +85,9 @@ async fn connect(shared: &Arc<Shared>, network: Network, index: usize) -> Result
         ))
         .no_echo()
         .connection_timeout(Duration::from_secs(5))
-        .subscription_capacity(8192)
+        // The client buffers this many messages per subscription before it drops (and reports
+        // a slow consumer); buffers are allocated as they fill.
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .event_callback(move |event| {
             let shared = Arc::clone(&events);
             let seen = Arc::clone(&seen);

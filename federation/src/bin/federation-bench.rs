@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     match runtime.block_on(bench::run(&options)) {
         Ok(report) => {
             println!(
-                "forwarded {} of {} federated requests ({} bytes each) in {:.3} s: {:.0} messages/s; workers {}, publishers {}, slow consumers {:?}, rejected {}",
+                "forwarded {} of {} federated requests ({} bytes each) in {:.3} s: {:.0} messages/s; workers {}, publishers {}, broker received {}, slow consumers {:?}, rejected {}",
                 report.forwarded,
                 report.published,
                 report.body_bytes,
@@ -53,10 +53,19 @@ fn main() -> ExitCode {
                 report.rate(),
                 options.workers,
                 options.publishers,
+                report.counters.received,
                 report.counters.slow_consumers,
                 report.counters.rejected_total(),
             );
-            ExitCode::SUCCESS
+            if report.complete() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "federation-bench: error: {} messages were not forwarded",
+                    report.published - report.forwarded
+                );
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("federation-bench: error: {e}");

@@ -430,3 +430,22 @@ async fn the_benchmark_counts_every_forwarded_message() {
     assert_eq!(report.counters.forwarded, 3000);
     assert!(report.rate() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_takes_a_burst_of_20000_requests_without_dropping_any() {
+    // Published as fast as the client can, no flow control: the burst waits in the client
+    // library's subscription buffer and the stage queues, and nothing is dropped.
+    let options = federation::bench::BenchOptions {
+        messages: 20_000,
+        publishers: 1,
+        workers: 1,
+        window: u64::MAX / 2,
+    };
+    let report = federation::bench::run(&options).await.expect("bench runs");
+    assert_eq!(
+        report.counters.slow_consumers["federation"], 0,
+        "{:?}",
+        report.counters
+    );
+    assert_eq!(report.forwarded, 20_000, "{:?}", report.counters);
+}

@@ -260,8 +260,9 @@ async fn malformed_envelopes_are_rejected_and_counted_and_the_broker_keeps_servi
     net.stop().await;
 }
 
-async fn broker_connections(nats: &NatsServer, identity: &str) -> usize {
-    let prefix = format!("federation-broker ha {identity} ");
+/// Connections of the broker `identity` of `cluster` on `nats`.
+async fn broker_connections(nats: &NatsServer, cluster: &str, identity: &str) -> usize {
+    let prefix = format!("federation-broker {cluster} {identity} ");
     nats.connections()
         .await
         .iter()
@@ -330,8 +331,8 @@ async fn two_brokers_share_a_cluster_and_the_run_completes_when_one_is_killed() 
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         b.0.id().to_string()
     );
-    assert_eq!(broker_connections(&fed, "b").await, 2);
-    assert_eq!(broker_connections(&net.nats, "b").await, 2);
+    assert_eq!(broker_connections(&fed, "ha", "b").await, 2);
+    assert_eq!(broker_connections(&net.nats, "ha", "b").await, 2);
 
     let client = Client::connect(&fed).await;
     let expected = net.identities();
@@ -366,7 +367,9 @@ async fn two_brokers_share_a_cluster_and_the_run_completes_when_one_is_killed() 
     b.0.wait().unwrap();
     // The servers see the dead connections go (their sockets are closed by the kernel).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while broker_connections(&fed, "b").await + broker_connections(&net.nats, "b").await > 0 {
+    while broker_connections(&fed, "ha", "b").await + broker_connections(&net.nats, "ha", "b").await
+        > 0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "b's connections linger"
@@ -448,4 +451,73 @@ async fn one_worker_takes_a_burst_of_20000_requests_without_dropping_any() {
         report.counters
     );
     assert_eq!(report.forwarded, 20_000, "{:?}", report.counters);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_from_flags_and_stops_cleanly_on_hup() {
+    let fed = NatsServer::start();
+    let mut net = Collective::start("hup", 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("broker.pid");
+    let log_file = dir.path().join("broker.log");
+    let port = testkit::port_for_child();
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_federation-broker"))
+            .args(["--cluster", "hup", "--workers", "1", "--identity", "h"])
+            .args(["--federation-servers", &fed.url()])
+            .args(["--collective-servers", &net.nats.url()])
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .arg("--pid")
+            .arg(&pid_file)
+            .arg("--logfile")
+            .arg(&log_file)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start federation-broker"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while broker_connections(&fed, "hup", "h").await
+        + broker_connections(&net.nats, "hup", "h").await
+        < 2
+        || !pid_file.exists()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Connected is not yet subscribed: wait for /debug/vars, which is served only once every
+    // subscription is in place.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let vars = format!("http://127.0.0.1:{port}/debug/vars");
+    while http.get(&vars).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = Client::connect(&fed).await;
+    let got = client
+        .call(&Request::discovery(), &["hup"], 10, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 10);
+
+    let pid = i32::try_from(child.0.id()).unwrap();
+    natsproc::process::send_signal(pid, natsproc::process::Signal::HUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(!pid_file.exists(), "pid file removed at exit");
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(log.contains("federation broker stopped"), "{log}");
+    assert!(log.contains("replies=10"), "{log}");
+    net.stop().await;
 }

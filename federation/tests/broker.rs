@@ -521,3 +521,75 @@ async fn the_binary_serves_from_flags_and_stops_cleanly_on_hup() {
     assert!(log.contains("replies=10"), "{log}");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_reconnects_and_resubscribes_after_the_federation_server_restarts() {
+    let mut fed = NatsServer::start();
+    let port = fed.inner().client_port();
+    let mut net = Collective::start("re", 10).await;
+    let b = broker("re", &fed, &net.nats, 2).await;
+    let client = Client::connect(&fed).await;
+    let got = client
+        .call(&Request::discovery(), &["re"], 10, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 10);
+    drop(client);
+
+    tokio::task::spawn_blocking(move || fed.inner().stop())
+        .await
+        .unwrap();
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            || b.counters().connected["federation"] == 0
+        )
+        .await,
+        "{:?}",
+        b.counters().connected
+    );
+    let fed = tokio::task::spawn_blocking(move || {
+        NatsServer::start_with(&testkit::LocalNatsOptions {
+            port: Some(port),
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        eventually(
+            Duration::from_secs(15),
+            || b.counters().connected["federation"] == 2
+        )
+        .await,
+        "{:?}",
+        b.counters().connected
+    );
+    // Reconnected is not yet resubscribed: the subscriptions show on the new server.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let subs: u64 = fed
+            .connections()
+            .await
+            .iter()
+            .filter(|c| c.name.starts_with("federation-broker re "))
+            .map(|c| c.subscriptions)
+            .sum();
+        if subs == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no resubscription: {subs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = Client::connect(&fed).await;
+    let got = client
+        .call(&Request::discovery(), &["re"], 10, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 10, "served again after the restart");
+    assert_eq!(b.counters().reconnects["federation"], 2);
+    assert_eq!(b.counters().reconnects["collective"], 0);
+    b.stop(Duration::from_secs(5)).await;
+    net.stop().await;
+}

@@ -303,9 +303,8 @@ async fn transformer(
     let max = shared.config.max_message;
     while let Some(body) = input.recv().await {
         stats.depth(stage, -1);
-        let inbound = inbound.get().to_owned();
         let hop = Hop {
-            inbound: &inbound,
+            inbound: inbound.get(),
             processor: &shared.processor,
             outbound: outbound.get(),
         };

@@ -48,6 +48,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         let package = match name {
             "loadlab-node" => "node",
             "emulator-bench" => "bench",
+            "federation-broker" | "federation-bench" => "federation",
             other => other,
         };
         let mut cargo =

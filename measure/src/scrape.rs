@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::error::MeasureError;
@@ -57,17 +58,20 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     response.json().await.map_err(|e| e.to_string())
 }
 
-/// The fields of one emulator sample.
-fn emulator_fields(v: &Value) -> Value {
-    json!({
-        "connected": v["emulator"]["instances"]["connected"],
-        "configured": v["config"]["instances"],
-        "rss_bytes": v["memstats"]["Sys"],
-        "requests": v["emulator"]["requests"]["received"],
-        "replies": v["emulator"]["replies"]["sent"],
-        "invalid": v["emulator"]["requests"]["invalid"],
-        "reconnects": v["emulator"]["instances"]["reconnects"],
-    })
+/// The fields of one emulator sample, read from its typed `/debug/vars`.
+fn emulator_fields(v: &Value) -> Result<Value, String> {
+    let vars = agents::DebugVars::deserialize(v)
+        .map_err(|e| format!("not an emulator's /debug/vars: {e}"))?;
+    let e = &vars.emulator;
+    Ok(json!({
+        "connected": e.instances.connected,
+        "configured": vars.config.instances,
+        "rss_bytes": vars.memstats.sys,
+        "requests": e.requests.received,
+        "replies": e.replies.sent,
+        "invalid": e.requests.invalid,
+        "reconnects": e.instances.reconnects,
+    }))
 }
 
 async fn nats_fields(http: &reqwest::Client, base: &str) -> Result<Value, String> {
@@ -135,10 +139,8 @@ pub async fn run(args: ScrapeArgs) -> Result<i32, MeasureError> {
         let t = started.elapsed().as_secs_f64();
         for base in &args.vars {
             let url = vars_url(base);
-            let line = match get(&http, &url).await {
-                Ok(v) => {
-                    json!({"t": t, "kind": "emulator", "source": url, "fields": emulator_fields(&v)})
-                }
+            let line = match get(&http, &url).await.and_then(|v| emulator_fields(&v)) {
+                Ok(fields) => json!({"t": t, "kind": "emulator", "source": url, "fields": fields}),
                 Err(e) => {
                     errors += 1;
                     json!({"t": t, "kind": "emulator", "source": url, "error": e})

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use agents::ChoriaConfig;
 use agents::client::{Client, ClientOptions};
 use tokio::sync::OnceCell;
 
@@ -50,86 +51,23 @@ pub struct BrokerSettings {
 }
 
 impl BrokerSettings {
-    /// Resolves the broker addresses from the command line, a config file and the environment.
+    /// Resolves the broker addresses from the command line, a config file and the environment
+    /// ([`agents::servers::resolve`]: flags, `plugin.choria.middleware_hosts`,
+    /// `CHORIA_SERVERS`, `NATS_URL`), and the collective from `main_collective`.
     pub fn resolve(cli: &[String], config: Option<&Path>) -> Result<Self, BrokerError> {
-        let mut settings = BrokerSettings::default();
-        let mut from_config = Vec::new();
-        if let Some(path) = config {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                BrokerError::Config(format!(
-                    "cannot read Choria client config {}: {e}",
-                    path.display()
-                ))
-            })?;
-            for line in text.lines() {
-                let line = line.trim();
-                if line.starts_with('#') || line.starts_with(';') {
-                    continue;
-                }
-                let Some((key, value)) = line.split_once('=') else {
-                    continue;
-                };
-                match key.trim() {
-                    "plugin.choria.middleware_hosts" => from_config = split_list(value),
-                    "main_collective" => settings.collective = Some(value.trim().to_string()),
-                    _ => {}
-                }
-            }
-        }
-        let env_list = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| split_list(&v))
-                .filter(|v| !v.is_empty())
+        let file = match config {
+            Some(path) => ChoriaConfig::load(path).map_err(|e| {
+                BrokerError::Config(format!("cannot use Choria client config: {e}"))
+            })?,
+            None => ChoriaConfig::default(),
         };
-        let chosen = if !cli.is_empty() {
-            cli.iter().flat_map(|s| split_list(s)).collect()
-        } else if !from_config.is_empty() {
-            from_config
-        } else if let Some(v) = env_list("CHORIA_SERVERS") {
-            v
-        } else {
-            env_list("NATS_URL").unwrap_or_default()
-        };
-        settings.servers = chosen.iter().map(|s| normalize(s)).collect();
-        Ok(settings)
-    }
-}
-
-fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The `metadata.timeout` of a built-in DDL.
-fn ddl_timeout(agent: &str) -> Option<Duration> {
-    let text = match agent {
-        "rpcutil" => agents::ddl::RPCUTIL,
-        "discovery" => agents::ddl::DISCOVERY,
-        "emulator" => agents::ddl::EMULATOR,
-        a if a
-            .strip_prefix("emulated")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            agents::ddl::EMULATED
-        }
-        _ => return None,
-    };
-    agents::ddl::parse(text)
-        .ok()
-        .map(|ddl| Duration::from_secs(ddl.metadata.timeout.max(1)))
-}
-
-/// `host:port` becomes `nats://host:port`; URLs with a scheme are kept.
-fn normalize(server: &str) -> String {
-    if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("nats://{server}")
+        let (servers, _) = agents::servers::resolve(cli, &file, false)
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
+        Ok(BrokerSettings {
+            servers,
+            collective: file.get("main_collective").map(str::to_owned),
+            rpc_timeout: None,
+        })
     }
 }
 
@@ -156,7 +94,7 @@ impl Broker {
     pub fn rpc_timeout(&self, agent: &str) -> Duration {
         self.settings
             .rpc_timeout
-            .or_else(|| ddl_timeout(agent))
+            .or_else(|| agents::ddl::timeout(agent))
             .unwrap_or(DEFAULT_RPC_TIMEOUT)
     }
 

@@ -21,24 +21,14 @@ fn list_prop(value: &Option<Names>) -> Vec<String> {
     value.as_ref().map(|n| n.0.clone()).unwrap_or_default()
 }
 
-/// Parses `fact=value`, `fact==value`, `fact!=value`, `fact<=N`, `fact=~/re/`...
+/// Parses `fact=value`, `fact==value`, `fact!=value`, `fact<=N`, `fact=~/re/`... as every
+/// Choria tool of the workspace does ([`FactFilter::parse`]).
 pub(crate) fn fact_filter(text: &str) -> Result<FactFilter, NodeSetError> {
-    for op in ["=~", "==", "!=", "<=", ">=", "=", "<", ">"] {
-        if let Some((fact, value)) = text.split_once(op) {
-            let fact = fact.trim();
-            if fact.is_empty() {
-                break;
-            }
-            return Ok(FactFilter {
-                fact: fact.to_string(),
-                operator: if op == "=" { "==" } else { op }.to_string(),
-                value: value.trim().to_string(),
-            });
-        }
-    }
-    Err(NodeSetError::Failed(format!(
-        "Could not parse fact filter {text}: expected fact=value or fact<op>value"
-    )))
+    FactFilter::parse(text).map_err(|e| {
+        NodeSetError::Failed(format!(
+            "Could not parse fact filter {text}: expected fact=value or fact<op>value ({e})"
+        ))
+    })
 }
 
 /// Builds the discovery filter of a node set.

@@ -60,6 +60,18 @@ pub struct Counters {
     pub agents: BTreeMap<String, AgentCounters>,
     pub replies: ReplyCounters,
     pub bytes: ByteCounters,
+    /// Connections per NATS server URL (configured and discovered servers).
+    pub servers: BTreeMap<String, ServerCounters>,
+}
+
+/// The instances' connections to one NATS server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerCounters {
+    /// Instances connected to this server now.
+    pub connected: u64,
+    /// Connections to this server that were re-established after a loss.
+    pub reconnects: u64,
 }
 
 /// Connection state of the instances.
@@ -126,13 +138,16 @@ mod tests {
     fn reads_partial_documents_and_round_trips() {
         let v: DebugVars = serde_json::from_str(
             r#"{"config":{"pid":42,"instances":3,"TLS":1},"memstats":{"Sys":10},
-                "emulator":{"instances":{"connected":2}},"extra":true}"#,
+                "emulator":{"instances":{"connected":2},
+                  "servers":{"nats://127.0.0.1:4222":{"connected":2}}},"extra":true}"#,
         )
         .unwrap();
         assert_eq!(v.config.pid, 42);
         assert_eq!(v.config.tls, 1);
         assert_eq!(v.memstats.sys, 10);
         assert_eq!(v.emulator.instances.connected, 2);
+        assert_eq!(v.emulator.servers["nats://127.0.0.1:4222"].connected, 2);
+        assert_eq!(v.emulator.servers["nats://127.0.0.1:4222"].reconnects, 0);
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains("\"tlsVerify\":0"));
         assert_eq!(serde_json::from_str::<DebugVars>(&text).unwrap(), v);

@@ -6,5 +6,6 @@ mod filters;
 mod garbage;
 mod hostile;
 mod rpc;
+mod strategy;
 mod tls;
 mod topology;

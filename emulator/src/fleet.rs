@@ -54,6 +54,10 @@ impl Fleet {
         let mut nats = natsclient::Config::new(Arc::new(pool));
         nats.user.clone_from(&shared.config.user);
         nats.tls.clone_from(&shared.tls);
+        // Reconnects after a broker restart are capped like the ramp's initial connects.
+        nats.in_flight = Some(Arc::new(Semaphore::new(
+            shared.config.connect_concurrency as usize,
+        )));
         let nats = Arc::new(nats);
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();

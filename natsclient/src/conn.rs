@@ -49,6 +49,11 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Whether the server may deliver this connection's own publishes back to it.
     pub echo: bool,
+    /// Caps handshakes in flight across every connection sharing this configuration, so that
+    /// a fleet reconnecting at once after a broker restart does not overflow the server's
+    /// accept queue (a dropped SYN costs a 1 s retransmit). The handshake timeout starts once a
+    /// permit is held.
+    pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             reconnect_buffer: 10 * 1024,
             max_backoff: Duration::from_secs(20),
             echo: false,
+            in_flight: None,
         }
     }
 }
@@ -126,6 +132,15 @@ impl Client {
 
     /// One connection attempt to the next server of the pool.
     pub async fn try_connect(&mut self) -> Result<(), Error> {
+        let _permit = match &self.config.in_flight {
+            Some(limit) => Some(
+                Arc::clone(limit)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::NotConnected)?,
+            ),
+            None => None,
+        };
         let server = self.cursor.next(&self.config.pool);
         let timeout = self.config.handshake_timeout;
         let handshake = Box::pin(handshake(

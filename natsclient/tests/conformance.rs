@@ -557,3 +557,20 @@ async fn replies_from_the_handler_go_out_on_the_same_connection() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn handshakes_wait_for_a_permit_of_the_shared_cap() {
+    let nats = NatsServer::start();
+    let limit = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut cfg = config(&[nats.url()]);
+    cfg.in_flight = Some(Arc::clone(&limit));
+    let mut client = Client::new(Arc::new(cfg), "capped", None);
+    let held = Arc::clone(&limit).acquire_owned().await.unwrap();
+    let blocked = tokio::time::timeout(Duration::from_millis(500), client.try_connect()).await;
+    assert!(blocked.is_err(), "connected without a permit");
+    assert!(nats.connections().await.is_empty());
+    drop(held);
+    client.try_connect().await.unwrap();
+    // The permit is returned once the handshake is over.
+    assert_eq!(limit.available_permits(), 1);
+}

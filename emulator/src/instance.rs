@@ -75,24 +75,20 @@ impl Instance {
         Client::new(Arc::clone(nats), &self.identity, source)
     }
 
-    /// Connects (retrying with backoff until `cancel`), subscribes and flushes.
+    /// Subscribes and connects (retrying with backoff until `cancel`).
     pub(crate) async fn connect(
         &mut self,
         client: &mut Client,
         cancel: &CancellationToken,
     ) -> bool {
-        if !client.connect(self, cancel.cancelled()).await {
-            return false;
-        }
+        // Subscribed before connecting: the SUBs travel with CONNECT, and the handshake's PONG
+        // means the server holds them (one round trip for the whole start of an instance).
         for s in self.subjects() {
             if let Err(e) = client.subscribe(&s, None) {
                 tracing::warn!(identity = %self.identity, error = %e, "subscribe failed");
             }
         }
-        if let Err(e) = client.flush(self).await {
-            tracing::debug!(identity = %self.identity, error = %e, "flush after subscribe failed");
-        }
-        true
+        client.connect(self, cancel.cancelled()).await
     }
 
     /// Serves requests until `cancel` (reconnecting whenever the connection is lost), then

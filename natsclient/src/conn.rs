@@ -143,11 +143,17 @@ impl Client {
         };
         let server = self.cursor.next(&self.config.pool);
         let timeout = self.config.handshake_timeout;
+        // The subscriptions go out with CONNECT, before the PING that ends the handshake.
+        let mut subs = Vec::new();
+        for s in &self.subs {
+            proto::sub_frame(&mut subs, &s.subject, s.queue.as_deref(), s.sid);
+        }
         let handshake = Box::pin(handshake(
             &self.config,
             Arc::clone(&server),
             &self.name,
             self.bind,
+            &subs,
         ));
         let (stream, info, leftover) = match tokio::time::timeout(timeout, handshake).await {
             Ok(r) => r?,
@@ -181,13 +187,6 @@ impl Client {
             last_error: None,
             ping: Box::pin(tokio::time::sleep(self.config.ping_interval)),
         });
-        let mut subs = Vec::new();
-        for s in &self.subs {
-            proto::sub_frame(&mut subs, &s.subject, s.queue.as_deref(), s.sid);
-        }
-        if !subs.is_empty() {
-            conn.io.send(subs);
-        }
         for frame in std::mem::take(&mut self.parked) {
             conn.io.send(frame);
         }
@@ -238,7 +237,8 @@ impl Client {
     }
 
     /// Subscribes `subject` (with an optional queue group); returns the subscription id that
-    /// messages carry. Resubscribed on every reconnect.
+    /// messages carry. Resubscribed on every reconnect, in the handshake: subscriptions made
+    /// before [`Client::connect`] are held by the server once it returns.
     pub fn subscribe(&mut self, subject: &str, queue: Option<&str>) -> Result<u64, Error> {
         if !proto::framing_safe(subject) {
             return Err(Error::InvalidSubject(subject.to_owned()));
@@ -741,6 +741,7 @@ async fn handshake(
     server: Arc<Server>,
     name: &str,
     bind: Option<IpAddr>,
+    subs: &[u8],
 ) -> Result<(Stream, Info, Vec<u8>), Error> {
     let url = || server.url.to_string();
     let io_err = |source: io::Error| Error::Io {
@@ -808,9 +809,12 @@ async fn handshake(
         .as_ref()
         .or(config.user.as_ref())
         .map(|(u, p)| (u.as_str(), p.as_str()));
-    let connect = proto::connect_frame(name, user, config.tls.is_some(), config.echo);
+    let connect = proto::connect_frame(name, user, config.tls.is_some(), config.echo, subs);
     stream.write_all(&connect).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
+    // An -ERR before the PONG is fatal only if the server then closes (authorization); one
+    // about a subscription (an invalid subject) leaves the connection up.
+    let mut server_error: Option<String> = None;
     loop {
         while let Some((frame, used)) = proto::parse(&buf).map_err(proto_err)? {
             match frame {
@@ -822,10 +826,8 @@ async fn handshake(
                     stream.write_all(b"PONG\r\n").await.map_err(io_err)?;
                 }
                 Frame::Err(message) => {
-                    return Err(Error::Server {
-                        server: url(),
-                        message: message.to_owned(),
-                    });
+                    tracing::debug!(server = %server.url, error = message, "-ERR during the handshake");
+                    server_error = Some(message.to_owned());
                 }
                 Frame::Info(json) => {
                     if let Ok(newer) = serde_json::from_slice::<Info>(json) {
@@ -836,7 +838,15 @@ async fn handshake(
             }
             buf.drain(..used);
         }
-        read_more(&mut stream, &mut buf).await.map_err(io_err)?;
+        if let Err(e) = read_more(&mut stream, &mut buf).await {
+            return Err(match server_error {
+                Some(message) => Error::Server {
+                    server: url(),
+                    message,
+                },
+                None => io_err(e),
+            });
+        }
     }
 }
 

@@ -205,12 +205,14 @@ pub(crate) fn unsub_frame(out: &mut Vec<u8>, sid: u64) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// CONNECT with PING, so the PONG (or `-ERR`) tells whether the server accepted it.
+/// CONNECT, then `subs` (SUB frames), then PING: the PONG (or `-ERR`) tells whether the server
+/// accepted the connection and, since it processes in order, that it holds the subscriptions.
 pub(crate) fn connect_frame(
     name: &str,
     user: Option<(&str, &str)>,
     tls: bool,
     echo: bool,
+    subs: &[u8],
 ) -> Vec<u8> {
     let mut o = serde_json::json!({
         "verbose": false,
@@ -230,7 +232,9 @@ pub(crate) fn connect_frame(
     }
     let mut out = b"CONNECT ".to_vec();
     out.extend_from_slice(o.to_string().as_bytes());
-    out.extend_from_slice(b"\r\nPING\r\n");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(subs);
+    out.extend_from_slice(b"PING\r\n");
     out
 }
 

@@ -574,3 +574,24 @@ async fn handshakes_wait_for_a_permit_of_the_shared_cap() {
     // The permit is returned once the handshake is over.
     assert_eq!(limit.available_permits(), 1);
 }
+
+#[tokio::test]
+async fn subscriptions_made_before_connecting_are_held_when_connect_returns() {
+    let nats = NatsServer::start();
+    let mut client = Client::new(Arc::new(config(&[nats.url()])), "early", None);
+    client.subscribe("e.1", None).unwrap();
+    client.subscribe("e.2", Some("g")).unwrap();
+    let mut rec = Recorder::default();
+    assert!(client.connect(&mut rec, std::future::pending()).await);
+    // No flush: the handshake's PONG came after the SUBs.
+    let conns = nats.connections().await;
+    assert_eq!(conns[0].subscriptions, 2);
+    assert_eq!(rec.log().connected, [(nats.url(), false)]);
+    // A subscription the server refuses in the handshake does not fail the connection.
+    let mut client = Client::new(Arc::new(config(&[nats.url()])), "early-bad", None);
+    client.subscribe("bad..subject", None).unwrap();
+    client.subscribe("good", None).unwrap();
+    client.try_connect().await.unwrap();
+    let conns = nats.connections_by_name().await;
+    assert_eq!(conns["early-bad"].subjects, ["good"]);
+}

@@ -294,7 +294,7 @@ impl Stats {
         metric(
             "slow_consumers_total",
             "counter",
-            "Slow consumer events reported by the NATS client.",
+            "Connections the NATS server cut off as slow consumers.",
             &plain(self.slow_consumers.get()),
         );
         metric(

@@ -91,6 +91,8 @@ pub struct Counters {
     pub bytes: ByteCounters,
     /// Injected faults (`--faults`) by kind: `slow`, `fail`, `drop`, `flap`.
     pub faults: BTreeMap<String, FaultCounters>,
+    /// Connections per NATS server URL (configured and discovered servers).
+    pub servers: BTreeMap<String, ServerCounters>,
 }
 
 /// One kind of injected fault: how many instances have it, and how many requests (for `flap`:
@@ -100,6 +102,16 @@ pub struct Counters {
 pub struct FaultCounters {
     pub instances: u64,
     pub events: u64,
+}
+
+/// The instances' connections to one NATS server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerCounters {
+    /// Instances connected to this server now.
+    pub connected: u64,
+    /// Connections to this server that were re-established after a loss.
+    pub reconnects: u64,
 }
 
 /// Connection state of the instances.
@@ -194,6 +206,11 @@ impl Counters {
             mine.instances += f.instances;
             mine.events += f.events;
         }
+        for (url, c) in &other.servers {
+            let mine = self.servers.entry(url.clone()).or_default();
+            mine.connected += c.connected;
+            mine.reconnects += c.reconnects;
+        }
     }
 }
 
@@ -205,13 +222,16 @@ mod tests {
     fn reads_partial_documents_and_round_trips() {
         let v: DebugVars = serde_json::from_str(
             r#"{"config":{"pid":42,"instances":3,"TLS":1},"memstats":{"Sys":10},
-                "emulator":{"instances":{"connected":2}},"extra":true}"#,
+                "emulator":{"instances":{"connected":2},
+                  "servers":{"nats://127.0.0.1:4222":{"connected":2}}},"extra":true}"#,
         )
         .unwrap();
         assert_eq!(v.config.pid, 42);
         assert_eq!(v.config.tls, 1);
         assert_eq!(v.memstats.sys, 10);
         assert_eq!(v.emulator.instances.connected, 2);
+        assert_eq!(v.emulator.servers["nats://127.0.0.1:4222"].connected, 2);
+        assert_eq!(v.emulator.servers["nats://127.0.0.1:4222"].reconnects, 0);
         let text = serde_json::to_string(&v).unwrap();
         assert!(text.contains("\"tlsVerify\":0"));
         assert_eq!(serde_json::from_str::<DebugVars>(&text).unwrap(), v);

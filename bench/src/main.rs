@@ -3,7 +3,10 @@
 //! For each fleet size it starts a private nats-server, runs the real `emulator` binary against
 //! it, and reports: time until every instance is connected and subscribed, emulator and
 //! nats-server memory per instance, and the time for one broadcast discovery and one broadcast
-//! `generate` RPC to collect every reply.
+//! `generate` RPC to collect every reply. Then, on the same broker: the time until the whole
+//! fleet answers a broadcast again after `kill -9` of nats-server and its restart on the same
+//! port, and the time for a second fleet started at once after the first was stopped (the
+//! stopped fleet's sockets are still in TIME_WAIT).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -27,6 +30,9 @@ struct Args {
     /// Seconds to let memory settle before reading it.
     #[arg(long, default_value_t = 3)]
     settle: u64,
+    /// Skip the broker-restart and restart-after-stop measurements.
+    #[arg(long)]
+    no_restarts: bool,
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -45,6 +51,8 @@ struct Row {
     nats_kb: f64,
     discovery: Vec<f64>,
     rpc: Vec<f64>,
+    broker_back_s: Option<f64>,
+    restart_ready_s: Option<f64>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -83,26 +91,14 @@ async fn wait_for_time_wait() {
     }
 }
 
-async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
-    wait_for_time_wait().await;
-    let broker =
-        tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
-            .await??;
-    let nats_pid = broker.pid().context("nats-server pid")?;
-    let nats_before = rss_kb(nats_pid);
+/// Starts the `emulator` binary beside this one; returns it and its "ready in" seconds.
+async fn start_fleet(size: u32, url: &str) -> anyhow::Result<(std::process::Child, f64)> {
     let exe = std::env::current_exe()?
         .parent()
         .context("binary directory")?
         .join("emulator");
     let mut child = Command::new(&exe)
-        .args([
-            "-i",
-            &size.to_string(),
-            "--name",
-            "bench",
-            "--server",
-            &broker.client_url(),
-        ])
+        .args(["-i", &size.to_string(), "--name", "bench", "--server", url])
         .args([
             "-p",
             "0",
@@ -126,6 +122,50 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         .and_then(|r| r.split('s').next())
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("unexpected emulator output {line:?}"))?;
+    Ok((child, ready_s))
+}
+
+async fn stop_fleet(child: std::process::Child) -> anyhow::Result<()> {
+    let mut child = child;
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
+    Ok(())
+}
+
+/// Seconds from the restarted broker being ready until a broadcast discovery is answered by
+/// all `size` instances.
+async fn until_answered(url: &str, size: u32) -> anyhow::Result<f64> {
+    let back = Instant::now();
+    let client = Client::connect(&[url.to_owned()], ClientOptions::default()).await?;
+    loop {
+        let found = client
+            .discover(
+                Filter::default(),
+                Duration::from_secs(2),
+                Some(size as usize),
+            )
+            .await?;
+        if found.len() == size as usize {
+            return Ok(back.elapsed().as_secs_f64());
+        }
+        if back.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "after the broker restart only {} of {size} answer",
+                found.len()
+            );
+        }
+    }
+}
+
+async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
+    wait_for_time_wait().await;
+    let mut broker =
+        tokio::task::spawn_blocking(|| LocalNatsServer::start(&LocalNatsOptions::default()))
+            .await??;
+    let nats_pid = broker.pid().context("nats-server pid")?;
+    let nats_before = rss_kb(nats_pid);
+    let url = broker.client_url();
+    let (child, ready_s) = start_fleet(size, &url).await?;
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let emu_kb = rss_kb(child.id()) as f64 / f64::from(size);
     let nats_kb = (rss_kb(nats_pid).saturating_sub(nats_before)) as f64 / f64::from(size);
@@ -160,8 +200,28 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         }
         rpc.push(started.elapsed().as_secs_f64());
     }
-    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
+    drop(client);
+    let (mut broker_back_s, mut restart_ready_s) = (None, None);
+    if args.no_restarts {
+        stop_fleet(child).await?;
+    } else {
+        let port = broker.client_port();
+        natsproc::send_signal(nats_pid as i32, natsproc::process::Signal::KILL);
+        broker.stop();
+        broker = tokio::task::spawn_blocking(move || {
+            LocalNatsServer::start(&LocalNatsOptions {
+                port: Some(port),
+                ..LocalNatsOptions::default()
+            })
+        })
+        .await??;
+        broker_back_s = Some(until_answered(&url, size).await?);
+        stop_fleet(child).await?;
+        let (again, ready) = start_fleet(size, &url).await?;
+        restart_ready_s = Some(ready);
+        stop_fleet(again).await?;
+    }
+    drop(broker);
     Ok(Row {
         size,
         ready_s,
@@ -169,6 +229,8 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         nats_kb,
         discovery,
         rpc,
+        broker_back_s,
+        restart_ready_s,
     })
 }
 
@@ -179,13 +241,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) |"
+        "| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) | all answering after broker kill -9 + restart | restart after stop: connected+subscribed |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &size in &args.sizes {
         let row = runtime.block_on(one(size, &args))?;
         println!(
-            "| {} | {:.2} s | {:.1} KB | {:.1} KB | {:.3} s / {:.3} s | {:.3} s / {:.3} s |",
+            "| {} | {:.2} s | {:.1} KB | {:.1} KB | {:.3} s / {:.3} s | {:.3} s / {:.3} s | {} | {} |",
             row.size,
             row.ready_s,
             row.emu_kb,
@@ -193,7 +255,11 @@ fn main() -> anyhow::Result<()> {
             best(&row.discovery),
             median(&row.discovery),
             best(&row.rpc),
-            median(&row.rpc)
+            median(&row.rpc),
+            row.broker_back_s
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s")),
+            row.restart_ready_s
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s")),
         );
     }
     Ok(())

@@ -117,6 +117,13 @@ pub struct ConnectArgs {
     #[arg(long, env = "EMULATOR_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
 
+    /// How each instance picks a server: `random` (the NATS and Choria default), `round-robin`
+    /// (an even spread, also after failures) or `ordered` (the first reachable server in list
+    /// order; fails back only on the next reconnect). Config file:
+    /// `plugin.choria.randomize_middleware_hosts` (true = random, false = ordered).
+    #[arg(long, env = "EMULATOR_SERVER_STRATEGY", value_parser = parse_strategy)]
+    pub server_strategy: Option<natsclient::Strategy>,
+
     /// Seconds to wait for every instance to connect; when they have not, stop and exit
     /// non-zero. Without it the instances retry for ever, as real daemons do.
     #[arg(long, env = "EMULATOR_CONNECT_TIMEOUT")]
@@ -176,4 +183,8 @@ pub struct WorkerArgs {
     /// (Set by the supervisor.) Instances of the whole fleet this worker is part of.
     #[arg(long, hide = true)]
     pub fleet_instances: Option<u32>,
+}
+
+fn parse_strategy(s: &str) -> Result<natsclient::Strategy, String> {
+    s.parse().map_err(|e: natsclient::Error| e.to_string())
 }

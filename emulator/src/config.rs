@@ -64,6 +64,8 @@ pub struct Config {
     pub user: Option<(String, String)>,
     pub connect_rate: u32,
     pub connect_concurrency: u32,
+    /// How instances pick a server from the pool.
+    pub server_strategy: natsclient::Strategy,
     /// Local source addresses used in turn; empty means "let the kernel choose".
     pub bind: Vec<IpAddr>,
     pub max_message: usize,
@@ -159,6 +161,13 @@ impl Config {
             (Some(u), Some(p)) => Some((u.to_owned(), p.to_owned())),
             _ => None,
         };
+        let server_strategy = match args.connect.server_strategy {
+            Some(s) => s,
+            None => match file.bool("plugin.choria.randomize_middleware_hosts") {
+                Some(false) => natsclient::Strategy::Ordered,
+                Some(true) | None => natsclient::Strategy::Random,
+            },
+        };
         let mut bind = Vec::new();
         for spec in &args.connect.bind {
             bind.extend(parse_bind(spec)?);
@@ -187,6 +196,7 @@ impl Config {
             user,
             connect_rate: args.connect.connect_rate,
             connect_concurrency: args.connect.connect_concurrency,
+            server_strategy,
             bind,
             max_message: args.connect.max_message,
             facts,
@@ -241,6 +251,7 @@ impl Config {
                 user: None,
                 connect_rate: 10_000,
                 connect_concurrency: 512,
+                server_strategy: natsclient::Strategy::Random,
                 bind: Vec::new(),
                 max_message: 1024 * 1024,
                 facts: FactsTemplate::plain(classes.clone(), 10),
@@ -271,6 +282,12 @@ impl ConfigBuilder {
         let tls = self.config.tls.is_some();
         self.config.servers.push(normalise_server(url, tls)?);
         Ok(self)
+    }
+
+    /// How instances pick a server from the pool.
+    pub fn server_strategy(mut self, strategy: natsclient::Strategy) -> ConfigBuilder {
+        self.config.server_strategy = strategy;
+        self
     }
 
     /// Number of `emulatedN` agents.
@@ -399,6 +416,42 @@ mod tests {
             vec!["mcollective", "collective1", "collective2"]
         );
         assert_eq!(c.servers, vec!["nats://a:4222", "nats://b:4223"]);
+    }
+
+    #[test]
+    fn server_strategy_from_the_flag_or_the_config_file() {
+        use natsclient::Strategy;
+        let c = Config::from_args(&args(&["-i", "1"])).unwrap();
+        assert_eq!(c.server_strategy, Strategy::Random);
+        for (flag, want) in [
+            ("random", Strategy::Random),
+            ("round-robin", Strategy::RoundRobin),
+            ("ordered", Strategy::Ordered),
+        ] {
+            let c = Config::from_args(&args(&["-i", "1", "--server-strategy", flag])).unwrap();
+            assert_eq!(c.server_strategy, want);
+        }
+        let err = Args::try_parse_from(["emulator", "-i", "1", "--server-strategy", "fastest"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("round-robin"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.conf");
+        std::fs::write(&file, "plugin.choria.randomize_middleware_hosts = false\n").unwrap();
+        let path = file.to_str().unwrap();
+        let c = Config::from_args(&args(&["-i", "1", "-c", path])).unwrap();
+        assert_eq!(c.server_strategy, Strategy::Ordered);
+        // The flag wins over the file.
+        let c = Config::from_args(&args(&[
+            "-i",
+            "1",
+            "-c",
+            path,
+            "--server-strategy",
+            "round-robin",
+        ]))
+        .unwrap();
+        assert_eq!(c.server_strategy, Strategy::RoundRobin);
     }
 
     #[test]

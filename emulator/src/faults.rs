@@ -301,36 +301,48 @@ impl FaultCounters {
     }
 }
 
-/// Applies an instance's fault to the reply `body` of a request for `agent`: `None` when the
-/// reply must not be sent. Discovery is never affected; `flap` acts on the connection, not here.
-pub(crate) async fn apply(
+/// What an instance does with the reply to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Send this reply now.
+    Answer(String),
+    /// Send this reply after the delay.
+    Delay(String, Duration),
+    /// Send nothing.
+    Drop,
+}
+
+/// Applies an instance's fault to the reply `body` of a request for `agent`, counting what it
+/// did. Discovery is never affected; `flap` acts on the connection, not here.
+pub(crate) fn decide(
     fault: Option<Fault>,
     agent: AgentId,
     body: String,
     counters: &FaultCounters,
-) -> Option<String> {
+) -> Decision {
     let Some(fault) = fault else {
-        return Some(body);
+        return Decision::Answer(body);
     };
     match agent {
-        AgentId::Discovery => return Some(body),
+        AgentId::Discovery => return Decision::Answer(body),
         AgentId::Rpcutil | AgentId::Emulated(_) | AgentId::Emulator => {}
     }
     match fault {
         Fault::Slow(delay) => {
             counters.record(fault);
-            tokio::time::sleep(delay).await;
-            Some(body)
+            Decision::Delay(body, delay)
         }
         Fault::Fail => {
             counters.record(fault);
-            Some(RpcReply::error(StatusCode::Aborted, "emulated failure (--faults fail)").to_text())
+            Decision::Answer(
+                RpcReply::error(StatusCode::Aborted, "emulated failure (--faults fail)").to_text(),
+            )
         }
         Fault::Drop => {
             counters.record(fault);
-            None
+            Decision::Drop
         }
-        Fault::Flap(_) => Some(body),
+        Fault::Flap(_) => Decision::Answer(body),
     }
 }
 

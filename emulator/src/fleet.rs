@@ -44,8 +44,21 @@ pub struct StopReport {
 }
 
 impl Fleet {
-    /// Starts the ramp; returns at once.
-    pub(crate) fn start(shared: Arc<Shared>, servers: Vec<String>) -> Fleet {
+    /// Starts the ramp; returns at once. Every instance picks servers from one pool of
+    /// `servers` by the configured strategy.
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        servers: &[String],
+    ) -> Result<Fleet, natsclient::Error> {
+        let pool = natsclient::Pool::new(servers, shared.config.server_strategy)?;
+        let mut nats = natsclient::Config::new(Arc::new(pool));
+        nats.user.clone_from(&shared.config.user);
+        nats.tls.clone_from(&shared.tls);
+        // Reconnects after a broker restart are capped like the ramp's initial connects.
+        nats.in_flight = Some(Arc::new(Semaphore::new(
+            shared.config.connect_concurrency as usize,
+        )));
+        let nats = Arc::new(nats);
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let force = CancellationToken::new();
@@ -54,24 +67,23 @@ impl Fleet {
             target: u64::from(shared.config.instances),
             notify: Notify::new(),
         });
-        let servers: Arc<[String]> = servers.into();
         let ramp = ramp(
             Arc::clone(&shared),
-            servers,
+            nats,
             tracker.clone(),
             cancel.clone(),
             force.clone(),
             Arc::clone(&ready),
         );
         tracker.spawn(ramp);
-        Fleet {
+        Ok(Fleet {
             shared,
             tracker,
             cancel,
             force,
             ready,
             started_at: Instant::now(),
-        }
+        })
     }
 
     /// Instances connected and subscribed so far.
@@ -132,7 +144,7 @@ impl Fleet {
 
 async fn ramp(
     shared: Arc<Shared>,
-    servers: Arc<[String]>,
+    nats: Arc<natsclient::Config>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     force: CancellationToken,
@@ -155,8 +167,8 @@ async fn ramp(
                 Err(_) => return,
             },
         };
-        let instance = Instance::new(shared.config.index_offset + index, Arc::clone(&shared));
-        let servers = Arc::clone(&servers);
+        let mut instance = Instance::new(shared.config.index_offset + index, Arc::clone(&shared));
+        let mut client = instance.client(&nats);
         let cancel = cancel.clone();
         let force = force.clone();
         let ready = Arc::clone(&ready);
@@ -164,16 +176,16 @@ async fn ramp(
         let task = async move {
             // Boxed: the connect future is several KB, and a task's allocation is the size of
             // its largest state, so inlining it would cost every idle instance that much.
-            let connect = Box::pin(instance.connect(&servers, &cancel));
-            let Some((client, subs)) = connect.await else {
+            let connect = Box::pin(instance.connect(&mut client, &cancel));
+            if !connect.await {
                 return;
-            };
+            }
             drop(permit);
             shared.stats.instances_started.inc();
             if ready.count.fetch_add(1, Ordering::Relaxed) + 1 >= ready.target {
                 ready.notify.notify_waiters();
             }
-            instance.serve(client, subs, cancel, force).await;
+            instance.serve(client, cancel, force).await;
         };
         if index == 0 {
             tracing::debug!(bytes = std::mem::size_of_val(&task), "instance task size");

@@ -5,29 +5,25 @@
 //! check → TTL check → filter → agent dispatch → encode reply → publish to the reply-to subject.
 //! Every message that does not end in a reply is counted under the reason it stopped.
 //!
-//! All subscriptions of an instance are merged into one stream served by one task, which keeps
-//! the per-instance cost down (one task, not one per subscription).
+//! The connection is a [`natsclient::Client`] driven by the instance's own task: its read path
+//! dispatches every message, whatever the subscription, to [`Instance`] as the connection's
+//! handler, which answers on the same connection (one task, no channel per subscription).
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use agents::{AgentId, Daemon, DaemonStats, Invalid, Node, agent, subject};
-use async_nats::{Client, ConnectOptions, Event};
-use futures::StreamExt as _;
+use natsclient::{Client, Event, Handler, Message, Outbox};
 use tokio_util::sync::CancellationToken;
 
 use crate::facts::Subject;
-use crate::faults::{self, Fault};
+use crate::faults::{self, Decision, Fault};
 use crate::shared::Shared;
+use crate::stats::ServerCounters;
 use agents::admit::{self, Admitted, Refusal};
 use agents::clock::unix_now;
-
-const NEVER: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-const CLOSED: u8 = 3;
 
 /// The daemon as filters and agents see it.
 pub(crate) struct Instance {
@@ -35,8 +31,17 @@ pub(crate) struct Instance {
     identity: String,
     shared: Arc<Shared>,
     stats: DaemonStats,
+    /// The counters of the server this instance is connected to, while it is.
+    server: Option<Arc<ServerCounters>>,
+    /// Whether the instance has been connected at least once (later failures are reconnects).
+    ever_connected: bool,
     /// How this instance misbehaves (`--faults`), if it does.
     fault: Option<Fault>,
+    /// Replies a `slow` fault holds back: when each is due, where it goes, its bytes. Empty
+    /// (and unallocated) for every other instance.
+    delayed: VecDeque<(tokio::time::Instant, String, Vec<u8>, AgentId)>,
+    /// Wakes the serve loop when a slow instance holds back a reply (slow instances only).
+    held: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Instance {
@@ -45,8 +50,13 @@ impl Instance {
             index,
             identity: format!("{}-{}", shared.config.name, index),
             fault: shared.faults.of(index),
+            delayed: VecDeque::new(),
+            held: matches!(shared.faults.of(index), Some(Fault::Slow(_)))
+                .then(|| Arc::new(tokio::sync::Notify::new())),
             shared,
             stats: DaemonStats::default(),
+            server: None,
+            ever_connected: false,
         }
     }
 
@@ -71,136 +81,116 @@ impl Instance {
         out
     }
 
-    /// Connection options for this instance.
-    fn options(&self, state: Arc<AtomicU8>) -> ConnectOptions {
-        let shared = Arc::clone(&self.shared);
-        let config = &self.shared.config;
-        let mut options = ConnectOptions::new()
-            .name(&self.identity)
-            .no_echo()
-            .read_buffer_capacity(1024)
-            .client_capacity(256)
-            .subscription_capacity(1024)
-            .connection_timeout(Duration::from_secs(5))
-            .reconnect_delay_callback(reconnect_delay)
-            .event_callback(move |event| {
-                let shared = Arc::clone(&shared);
-                let state = Arc::clone(&state);
-                async move { on_event(&shared, &state, event) }
-            });
-        if !config.bind.is_empty() {
-            let ip = config.bind[self.index as usize % config.bind.len()];
-            options = options.local_address(std::net::SocketAddr::new(ip, 0));
-        }
-        if let Some((user, pass)) = &config.user {
-            options = options.user_and_password(user.clone(), pass.clone());
-        }
-        if let Some(tls) = &self.shared.tls {
-            options = tls.apply(options);
-        }
-        options
+    /// This instance's connection, not connected yet: its source address is the next of
+    /// `--bind` in turn.
+    pub(crate) fn client(&self, nats: &Arc<natsclient::Config>) -> Client {
+        let bind = &self.shared.config.bind;
+        let source = (!bind.is_empty()).then(|| bind[self.index as usize % bind.len()]);
+        Client::new(Arc::clone(nats), &self.identity, source)
     }
 
-    /// Connects (retrying with backoff until `cancel`), subscribes and flushes.
+    /// Subscribes and connects (retrying with backoff until `cancel`).
     pub(crate) async fn connect(
-        &self,
-        servers: &[String],
+        &mut self,
+        client: &mut Client,
         cancel: &CancellationToken,
-    ) -> Option<(Client, Vec<async_nats::Subscriber>)> {
-        let mut attempt = 0u32;
-        loop {
-            let state = Arc::new(AtomicU8::new(NEVER));
-            let connect = self.options(state).connect(servers);
-            let result = tokio::select! {
-                () = cancel.cancelled() => return None,
-                r = connect => r,
-            };
-            match result {
-                Ok(client) => {
-                    let mut subs = Vec::new();
-                    for s in self.subjects() {
-                        match client.subscribe(s).await {
-                            Ok(sub) => subs.push(sub),
-                            Err(e) => {
-                                tracing::warn!(identity = %self.identity, error = %e, "subscribe failed");
-                            }
-                        }
-                    }
-                    if let Err(e) = client.flush().await {
-                        tracing::debug!(identity = %self.identity, error = %e, "flush after subscribe failed");
-                    }
-                    return Some((client, subs));
-                }
-                Err(e) => {
-                    self.shared.stats.connect_failures.inc();
-                    // Real daemons retry for ever, and so does this one; the fleet prints one
-                    // summary line every ten seconds instead of a warning per attempt.
-                    tracing::debug!(identity = %self.identity, attempt, error = %e, "connect failed, retrying");
-                    if let Ok(mut last) = self.shared.last_connect_error.lock() {
-                        *last = Some(e.to_string());
-                    }
-                    attempt = attempt.saturating_add(1);
-                    tokio::select! {
-                        () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(reconnect_delay(attempt as usize + 1)) => {}
-                    }
-                }
+    ) -> bool {
+        // Subscribed before connecting: the SUBs travel with CONNECT, and the handshake's PONG
+        // means the server holds them (one round trip for the whole start of an instance).
+        for s in self.subjects() {
+            if let Err(e) = client.subscribe(&s, None) {
+                tracing::warn!(identity = %self.identity, error = %e, "subscribe failed");
             }
         }
+        client.connect(self, cancel.cancelled()).await
     }
 
-    /// Serves requests until `cancel`, then drains the connection (until `force`).
+    /// Serves requests until `cancel` (reconnecting whenever the connection is lost), then
+    /// drains the connection (until `force`).
     pub(crate) async fn serve(
         mut self,
-        client: Client,
-        subs: Vec<async_nats::Subscriber>,
+        mut client: Client,
         cancel: CancellationToken,
         force: CancellationToken,
     ) {
-        let mut messages = futures::stream::select_all(subs);
-        // A flapping instance drops its connection every period; the client reconnects and
-        // resubscribes by itself. Other instances hold no timer.
-        let mut flap = match self.fault {
-            Some(Fault::Flap(period)) => Some((period, Box::pin(tokio::time::sleep(period)))),
+        // A flapping instance drops its connection every period (the client reconnects and
+        // resubscribes by itself); a slow one publishes its held-back replies when due. Both
+        // wake the loop with a timer; every other instance just runs the connection.
+        let flap_every = match self.fault {
+            Some(Fault::Flap(period)) => Some(period),
             Some(Fault::Slow(_) | Fault::Fail | Fault::Drop) | None => None,
         };
+        let mut next_flap = flap_every.map(|p| tokio::time::Instant::now() + p);
         loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                () = async {
-                    match flap.as_mut() {
-                        Some((_, timer)) => timer.as_mut().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let (Some(fault), Some((period, timer))) = (self.fault, flap.as_mut()) {
-                        self.shared.fault_counters.record(fault);
-                        timer.as_mut().reset(tokio::time::Instant::now() + *period);
-                    }
-                    if let Err(e) = client.force_reconnect().await {
-                        tracing::debug!(identity = %self.identity, error = %e, "flap reconnect failed");
+            let wake = [next_flap, self.delayed.front().map(|d| d.0)]
+                .into_iter()
+                .flatten()
+                .min();
+            let stop = {
+                let cancel = cancel.clone();
+                let held = self.held.clone();
+                async move {
+                    let held = async {
+                        match held {
+                            Some(n) => n.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let timer = async {
+                        match wake {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = timer => {}
+                        () = held => {}
                     }
                 }
-                msg = messages.next() => match msg {
-                    // Boxed for the same reason as connect: only a message in flight pays for it.
-                    Some(msg) => Box::pin(self.handle(&client, msg)).await,
-                    None => break,
-                },
+            };
+            client.run(&mut self, stop).await;
+            if cancel.is_cancelled() {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            while self.delayed.front().is_some_and(|d| d.0 <= now) {
+                if let Some((_, subject, reply, agent)) = self.delayed.pop_front() {
+                    let result = client.publish(&subject, None, &reply);
+                    self.count_publish(result, reply.len(), agent);
+                }
+            }
+            if let (Some(at), Some(period)) = (next_flap, flap_every)
+                && at <= now
+            {
+                if let Some(fault) = self.fault {
+                    self.shared.fault_counters.record(fault);
+                }
+                client.close().await;
+                if let Some(server) = self.server.take() {
+                    self.shared.stats.instances_connected.dec();
+                    self.shared.stats.disconnects.inc();
+                    server.connected.dec();
+                }
+                next_flap = Some(now + period);
             }
         }
-        drop(messages);
         tokio::select! {
             () = force.cancelled() => {}
-            r = Box::pin(client.drain()) => {
+            r = client.drain(&mut self) => {
                 if let Err(e) = r {
                     tracing::debug!(identity = %self.identity, error = %e, "drain failed");
                 }
             }
         }
+        client.close().await;
+        if let Some(server) = self.server.take() {
+            self.shared.stats.instances_connected.dec();
+            server.connected.dec();
+        }
     }
 
-    async fn handle(&mut self, client: &Client, msg: async_nats::Message) {
+    fn handle(&mut self, msg: Message<'_>, out: &mut Outbox<'_>) {
         let stats = &self.shared.stats;
         stats.messages_received.inc();
         stats.bytes_in.add(msg.payload.len() as u64);
@@ -208,8 +198,8 @@ impl Instance {
         let now = unix_now();
         let agents = self.shared.config.agents;
         let admitted = admit::admit(
-            &msg.payload,
-            msg.reply.as_deref(),
+            msg.payload,
+            msg.reply,
             self.shared.config.max_message,
             &*self,
             |name| AgentId::parse(name, agents),
@@ -223,7 +213,7 @@ impl Instance {
             // Each message is counted exactly once: invalid (undecodable, or a request this
             // daemon cannot route or evaluate), or valid and then expired, filtered or passed.
             Err(Refusal::Undecodable(reason) | Refusal::Unroutable(reason)) => {
-                return self.refuse(reason, &msg.subject);
+                return self.refuse(reason, msg.subject);
             }
             Err(Refusal::Expired) => {
                 self.stats.validated += 1;
@@ -252,22 +242,41 @@ impl Instance {
         else {
             return;
         };
-        let Some(body) =
-            faults::apply(self.fault, agent_id, body, &self.shared.fault_counters).await
-        else {
-            return;
-        };
+        let (body, delay) =
+            match faults::decide(self.fault, agent_id, body, &self.shared.fault_counters) {
+                Decision::Answer(body) => (body, Duration::ZERO),
+                Decision::Delay(body, delay) => (body, delay),
+                Decision::Drop => return,
+            };
         let reply = admit::reply(&request, &self.identity, &body, now, || {
-            let server = client.server_info();
+            let server = out.server();
             format!("nats://{}:{}", server.host, server.port)
         });
-        let len = reply.len() as u64;
-        match client.publish(request.reply_to, reply.into()).await {
+        if !delay.is_zero() {
+            self.delayed.push_back((
+                tokio::time::Instant::now() + delay,
+                request.reply_to,
+                reply,
+                agent_id,
+            ));
+            if let Some(held) = &self.held {
+                held.notify_one();
+            }
+            return;
+        }
+        let result = out.publish(&request.reply_to, None, &reply);
+        self.count_publish(result, reply.len(), agent_id);
+    }
+
+    /// Counts a reply handed to the connection, or the error that refused it.
+    fn count_publish(&mut self, result: Result<(), natsclient::Error>, len: usize, agent: AgentId) {
+        let stats = &self.shared.stats;
+        match result {
             Ok(()) => {
                 self.stats.replies += 1;
                 stats.replies_sent.inc();
-                stats.bytes_out.add(len);
-                if let Some(c) = counters {
+                stats.bytes_out.add(len as u64);
+                if let Some(c) = stats.agent(agent) {
                     c.answered.inc();
                 }
             }
@@ -289,55 +298,72 @@ impl Instance {
     }
 }
 
-fn on_event(shared: &Shared, state: &AtomicU8, event: Event) {
-    let stats = &shared.stats;
-    match event {
-        Event::Connected => match state.swap(UP, Ordering::Relaxed) {
-            NEVER => stats.instances_connected.inc(),
-            DOWN => {
-                stats.instances_connected.inc();
-                stats.reconnects.inc();
-            }
-            _ => {}
-        },
-        Event::Disconnected => {
-            if state.swap(DOWN, Ordering::Relaxed) == UP {
-                stats.instances_connected.dec();
-                stats.disconnects.inc();
-            }
-        }
-        Event::Closed => {
-            if state.swap(CLOSED, Ordering::Relaxed) == UP {
-                stats.instances_connected.dec();
-            }
-        }
-        Event::SlowConsumer(_) => stats.slow_consumers.inc(),
-        Event::LameDuckMode | Event::Draining => {}
-        Event::ServerError(e) => {
-            if shared.connect_log.allow() {
-                tracing::warn!(error = %e, "server error");
-            }
-        }
-        Event::ClientError(e) => {
-            if shared.connect_log.allow() {
-                tracing::warn!(error = %e, "client error");
-            }
-        }
+impl Handler for Instance {
+    fn message(&mut self, msg: Message<'_>, out: &mut Outbox<'_>) {
+        self.handle(msg, out);
     }
-}
 
-/// Reconnect backoff. async-nats counts the attempt before asking, so `1` is the first try
-/// after a disconnect (or the initial connect) and goes at once; later tries wait 100 ms doubling
-/// to 5 s, with ±50 % jitter so a restarted broker is not hit by every instance at once.
-pub(crate) fn reconnect_delay(attempts: usize) -> Duration {
-    use rand::RngExt as _;
-    if attempts <= 1 {
-        return Duration::ZERO;
+    fn event(&mut self, event: Event<'_>) {
+        let stats = &self.shared.stats;
+        match event {
+            Event::Connected { server, reconnect } => {
+                let counters = stats.server(&server.url);
+                counters.connected.inc();
+                stats.instances_connected.inc();
+                if reconnect {
+                    counters.reconnects.inc();
+                    stats.reconnects.inc();
+                }
+                if let Some(old) = self.server.replace(counters) {
+                    old.connected.dec();
+                    stats.instances_connected.dec();
+                }
+                self.ever_connected = true;
+            }
+            Event::Disconnected { server, error } => {
+                if let Some(old) = self.server.take() {
+                    old.connected.dec();
+                    stats.instances_connected.dec();
+                }
+                stats.disconnects.inc();
+                if let natsclient::Error::Closed {
+                    last_error: Some(e),
+                    ..
+                } = error
+                    && e.contains("Slow Consumer")
+                {
+                    stats.slow_consumers.inc();
+                }
+                if self.shared.connect_log.allow() {
+                    tracing::warn!(identity = %self.identity, server = %server.url, error = %error, "disconnected, reconnecting");
+                }
+            }
+            Event::ConnectFailed { error } => {
+                if self.ever_connected {
+                    tracing::debug!(identity = %self.identity, error = %error, "reconnect failed");
+                    return;
+                }
+                stats.connect_failures.inc();
+                // Real daemons retry for ever, and so does this one; the fleet prints one
+                // summary line every ten seconds instead of a warning per attempt.
+                tracing::debug!(identity = %self.identity, error = %error, "connect failed, retrying");
+                if let Ok(mut last) = self.shared.last_connect_error.lock() {
+                    *last = Some(error.to_string());
+                }
+            }
+            Event::ServerError { server, message } => {
+                if message.contains("Slow Consumer") {
+                    stats.slow_consumers.inc();
+                }
+                if self.shared.connect_log.allow() {
+                    tracing::warn!(identity = %self.identity, server = %server.url, error = message, "server error");
+                }
+            }
+            Event::LameDuck { server } => {
+                tracing::debug!(identity = %self.identity, server = %server.url, "server in lame-duck mode");
+            }
+        }
     }
-    let exp = (attempts - 2).min(6) as u32;
-    let base = (100u64 << exp).min(5_000);
-    let jitter = rand::rng().random_range(0.5..1.5);
-    Duration::from_millis((base as f64 * jitter) as u64)
 }
 
 impl Node for Instance {

@@ -56,6 +56,8 @@ pub enum Error {
     Broker(#[from] NatsError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("invalid server list: {0}")]
+    Servers(#[from] natsclient::Error),
     #[error("--connect-timeout {seconds}s passed: {summary}")]
     ConnectTimeout { seconds: f64, summary: String },
     #[error("only {ready} of {configured} instances connected within {seconds}s")]
@@ -165,7 +167,7 @@ pub async fn start(mut config: Config) -> Result<Running, Error> {
         open_files = nofile,
         "starting instances"
     );
-    let fleet = Fleet::start(Arc::clone(&shared), servers.clone());
+    let fleet = Fleet::start(Arc::clone(&shared), &servers)?;
     Ok(Running {
         shared,
         fleet,

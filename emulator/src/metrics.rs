@@ -54,10 +54,31 @@ pub fn prometheus(counters: &Counters, rss_bytes: u64) -> String {
         "Connections re-established.",
         &plain(i.reconnects),
     );
+    let server = |url: &String| format!("{{server=\"{}\"}}", url.replace(['\\', '"'], "_"));
+    metric(
+        "server_instances_connected",
+        "gauge",
+        "Instances currently connected, per NATS server.",
+        &counters
+            .servers
+            .iter()
+            .map(|(url, c)| (server(url), c.connected))
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "server_reconnects_total",
+        "counter",
+        "Connections re-established, per NATS server.",
+        &counters
+            .servers
+            .iter()
+            .map(|(url, c)| (server(url), c.reconnects))
+            .collect::<Vec<_>>(),
+    );
     metric(
         "slow_consumers_total",
         "counter",
-        "Slow consumer events reported by the NATS client.",
+        "Connections the NATS server cut off as slow consumers.",
         &plain(i.slow_consumers),
     );
     metric(

@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agents::{AgentId, Limits};
-use async_nats::ConnectOptions;
-use async_nats::rustls;
 
 use crate::config::{Config, TlsConfig};
 use crate::stats::Stats;
@@ -18,7 +16,8 @@ pub(crate) struct Shared {
     pub(crate) start_time: i64,
     pub(crate) config_file: String,
     pub(crate) limits: Limits,
-    pub(crate) tls: Option<TlsSetup>,
+    /// The rustls configuration of every connection, when TLS is on.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     /// Limits debug logs of refused messages (garbage on every subject must not flood the log).
     pub(crate) invalid_log: LogLimiter,
     /// Limits warnings about connection problems during a broker outage.
@@ -34,7 +33,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Result<Shared, TlsError> {
-        let tls = config.tls.as_ref().map(TlsSetup::new).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| client_config(t).map(Arc::new))
+            .transpose()?;
         Ok(Shared {
             stats: Stats::new(config.instances, config.agents),
             agent_ids: AgentId::all(config.agents),
@@ -130,64 +133,44 @@ impl LogLimiter {
 pub enum TlsError {
     #[error("cannot read {path}: {reason}")]
     Pem { path: String, reason: String },
+    #[error("TLS verification needs a CA certificate")]
+    VerifyWithoutCa,
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
-/// How instances set up TLS: verified through async-nats's own loaders, or unverified through a
-/// prepared rustls configuration (the original emulator's `--tls` without `--verify`).
-pub(crate) struct TlsSetup {
-    config: TlsConfig,
-    unverified: Option<rustls::ClientConfig>,
-}
-
-impl TlsSetup {
-    fn new(config: &TlsConfig) -> Result<TlsSetup, TlsError> {
-        // async-nats builds its own rustls configuration from the process-wide crypto provider,
-        // and with both ring and aws-lc-rs compiled in (reqwest brings the latter) rustls cannot
-        // pick one by itself: choose ring, which async-nats is built with. An error only means
-        // a provider is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let unverified = if config.verify {
-            None
-        } else {
-            Some(unverified_client_config(config)?)
-        };
-        Ok(TlsSetup {
-            config: config.clone(),
-            unverified,
-        })
-    }
-
-    pub(crate) fn apply(&self, mut options: ConnectOptions) -> ConnectOptions {
-        options = options.require_tls(true);
-        if let Some(cfg) = &self.unverified {
-            return options.tls_client_config(cfg.clone());
-        }
-        if let Some(ca) = &self.config.ca {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&self.config.cert, &self.config.key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        options
-    }
-}
-
-fn unverified_client_config(config: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+/// The rustls configuration of the instances' connections: verified against the CA
+/// (`--verify`), or accepting any certificate (the original emulator's `--tls` without
+/// `--verify`); with a client certificate when one is given. Always the ring provider.
+fn client_config(config: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // The measuring client (async-nats) in the same binary builds its configurations from the
+    // process-wide provider, and with both ring and aws-lc-rs compiled in (reqwest brings the
+    // latter) rustls cannot pick one by itself. An error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)));
+    let pem = |path: &std::path::Path, e: &dyn std::fmt::Display| TlsError::Pem {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let versions = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = match (&config.ca, config.verify) {
+        (Some(ca), true) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| pem(ca, &e))? {
+                roots.add(cert.map_err(|e| pem(ca, &e))?)?;
+            }
+            versions.with_root_certificates(roots)
+        }
+        (None, true) => return Err(TlsError::VerifyWithoutCa),
+        (_, false) => versions
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+    };
     match (&config.cert, &config.key) {
         (Some(cert), Some(key)) => {
-            let pem = |path: &std::path::Path, e: &dyn std::fmt::Display| TlsError::Pem {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            };
             let certs = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| pem(cert, &e))?
                 .collect::<Result<Vec<_>, _>>()

@@ -4,7 +4,9 @@
 //! Relaxed ordering is enough: each counter is independent, readers only need eventually
 //! consistent totals, and no other memory is published through them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use agents::debug_vars::{
     self, ByteCounters, Counters, InstanceCounters, ReplyCounters, RequestCounters,
@@ -52,6 +54,13 @@ pub struct AgentCounters {
     pub answered: Counter,
 }
 
+/// The fleet's connections to one NATS server.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    pub connected: Gauge,
+    pub reconnects: Counter,
+}
+
 /// Every counter of the fleet.
 #[derive(Debug)]
 pub struct Stats {
@@ -73,6 +82,7 @@ pub struct Stats {
     pub replies_sent: Counter,
     pub publish_errors: Counter,
     pub bytes_out: Counter,
+    servers: Mutex<BTreeMap<String, Arc<ServerCounters>>>,
 }
 
 impl Stats {
@@ -100,7 +110,33 @@ impl Stats {
             replies_sent: Counter::default(),
             publish_errors: Counter::default(),
             bytes_out: Counter::default(),
+            servers: Mutex::default(),
         }
+    }
+
+    /// The counters of the server at `url`, created on first use.
+    pub fn server(&self, url: &str) -> Arc<ServerCounters> {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = servers.get(url) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(ServerCounters::default());
+        servers.insert(url.to_owned(), Arc::clone(&c));
+        c
+    }
+
+    fn servers(&self) -> Vec<(String, u64, u64)> {
+        let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers
+            .iter()
+            .map(|(url, c)| {
+                (
+                    url.clone(),
+                    c.connected.get().max(0) as u64,
+                    c.reconnects.get(),
+                )
+            })
+            .collect()
     }
 
     /// Counts one refused message.
@@ -181,6 +217,19 @@ impl Stats {
                 bytes_out: self.bytes_out.get(),
             },
             faults,
+            servers: self
+                .servers()
+                .into_iter()
+                .map(|(url, connected, reconnects)| {
+                    (
+                        url,
+                        debug_vars::ServerCounters {
+                            connected,
+                            reconnects,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 }

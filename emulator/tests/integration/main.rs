@@ -8,6 +8,7 @@ mod filters;
 mod garbage;
 mod hostile;
 mod rpc;
+mod strategy;
 mod supervisor;
 mod tls;
 mod topology;

@@ -97,7 +97,14 @@ async fn instances_reconnect_after_the_broker_restarts() {
         .unwrap()
         .parse::<u16>()
         .unwrap();
+    let baseline = first.monitor("/subsz").await["num_subscriptions"]
+        .as_u64()
+        .unwrap();
     let running = start_emulator(&first.url(), "recon", 8, &[]).await;
+    assert_eq!(
+        running.debug_vars().emulator.servers[&first.url()].connected,
+        8
+    );
     drop(first);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(running.debug_vars().emulator.instances.connected, 0);
@@ -106,14 +113,46 @@ async fn instances_reconnect_after_the_broker_restarts() {
         ..LocalNatsOptions::default()
     });
     second.wait_connections(8, Duration::from_secs(20)).await;
+    // The broker counts a connection at accept; wait for the handshakes and subscriptions.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running.debug_vars().emulator.instances.connected < 8
+        || second.monitor("/subsz").await["num_subscriptions"].as_u64() < Some(baseline + 32)
+    {
+        assert!(std::time::Instant::now() < deadline, "not all back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let conns = second.connections().await;
     assert!(
         conns.iter().all(|c| c.subscriptions == 4),
         "subscriptions restored: {conns:?}"
     );
+    let subsz = second.monitor("/subsz").await;
+    assert_eq!(subsz["num_subscriptions"].as_u64(), Some(baseline + 32));
     let vars = running.debug_vars();
     assert_eq!(vars.emulator.instances.connected, 8);
-    assert!(vars.emulator.instances.reconnects >= 8);
+    assert_eq!(vars.emulator.instances.reconnects, 8);
+    assert_eq!(vars.emulator.instances.disconnects, 8);
+    let server = &vars.emulator.servers[&second.url()];
+    assert_eq!((server.connected, server.reconnects), (8, 8));
+    let metrics = reqwest::get(format!("http://{}/metrics", running.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let url = second.url();
+    assert!(
+        metrics.contains(&format!(
+            "emulator_server_instances_connected{{server=\"{url}\"}} 8"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "emulator_server_reconnects_total{{server=\"{url}\"}} 8"
+        )),
+        "{metrics}"
+    );
     running.stop(Duration::from_secs(5)).await;
 }
 

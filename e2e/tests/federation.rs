@@ -78,7 +78,8 @@ fn daemon(mgmt: &NatsServer, identity: &str, monitor: u16, workdir: &Path) -> Ch
     )
 }
 
-async fn federation_status(mgmt: &NatsServer, identity: &str) -> Value {
+/// The whole reply (`statuscode`, `statusmsg`, `data`) of one `emulator` action.
+async fn rpc(mgmt: &NatsServer, identity: &str, action: &str, data: Value) -> Value {
     let client = Client::connect(&[mgmt.url()], ClientOptions::default())
         .await
         .unwrap();
@@ -86,22 +87,24 @@ async fn federation_status(mgmt: &NatsServer, identity: &str) -> Value {
         expected: Some(1),
         ..Call::rpc(
             "emulator",
-            "federation_status",
-            Default::default(),
+            action,
+            data.as_object().cloned().unwrap_or_default(),
             Targets::Direct(vec![identity.into()]),
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
     };
     let collected = client.call(&call).await.unwrap();
-    assert_eq!(collected.replies.len(), 1, "{identity} answers");
+    assert_eq!(collected.replies.len(), 1, "{identity} answers {action}");
     match &collected.replies[0].outcome {
-        ReplyOutcome::Ok(r) => {
-            let reply: Value = serde_json::from_str(&r.body).unwrap();
-            assert_eq!(reply["statuscode"], 0, "{reply}");
-            reply["data"].clone()
-        }
+        ReplyOutcome::Ok(r) => serde_json::from_str(&r.body).unwrap(),
         other => panic!("{other:?}"),
     }
+}
+
+async fn federation_status(mgmt: &NatsServer, identity: &str) -> Value {
+    let reply = rpc(mgmt, identity, "federation_status", Value::Null).await;
+    assert_eq!(reply["statuscode"], 0, "{reply}");
+    reply["data"].clone()
 }
 
 /// A federated discovery published once per cluster on the federation network; the senders
@@ -339,4 +342,88 @@ async fn the_federation_playbooks_start_and_stop_brokers_on_node_daemons() {
         conns = federation.connections().await;
     }
     assert!(conns.is_empty(), "{conns:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federation_start_that_cannot_run_says_why() {
+    let mgmt = NatsServer::start();
+    let collective = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // An identity with dots cannot be a cluster name.
+    let _daemon = daemon(&mgmt, "fed.example.net", port_for_child(), dir.path());
+    mgmt.wait_connections(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = "fed.example.net";
+    let coll = host_port(&collective);
+
+    let reply = rpc(
+        &mgmt,
+        id,
+        "start_federation",
+        serde_json::json!({"federation_servers": coll}),
+    )
+    .await;
+    assert_eq!(reply["statuscode"], 1, "{reply}");
+    assert_eq!(reply["data"]["running"], false, "{reply}");
+    let msg = reply["statusmsg"].as_str().unwrap();
+    assert!(
+        msg.contains("\"fed.example.net\" (the node identity) is not one subject token"),
+        "{msg}"
+    );
+
+    let reply = rpc(
+        &mgmt,
+        id,
+        "start_federation",
+        serde_json::json!({"federation_servers": coll, "name": "net1", "tls": true}),
+    )
+    .await;
+    assert_eq!(reply["statuscode"], 1, "{reply}");
+    let msg = reply["statusmsg"].as_str().unwrap();
+    assert!(
+        msg.contains("the federation broker speaks plain NATS only"),
+        "{msg}"
+    );
+    assert!(
+        !dir.path().join("federation.cfg").exists(),
+        "nothing written when refused"
+    );
+
+    // A federation server nobody listens on: the broker exits and the reply says why.
+    let closed = port_for_child();
+    let reply = rpc(
+        &mgmt,
+        id,
+        "start_federation",
+        serde_json::json!({"federation_servers": format!("127.0.0.1:{closed}"),
+                           "collective_servers": coll, "name": "net1"}),
+    )
+    .await;
+    assert_eq!(reply["statuscode"], 1, "{reply}");
+    let msg = reply["statusmsg"].as_str().unwrap();
+    assert!(
+        msg.contains("it exited at start (exited with status 1)"),
+        "{msg}"
+    );
+    assert!(msg.contains(&closed.to_string()), "names the server: {msg}");
+    let status = federation_status(&mgmt, id).await;
+    assert_eq!(status["running"], false, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("died (exited with status 1)"),
+        "{status}"
+    );
+    // Nothing to stop: signalled nothing, and says so.
+    let reply = rpc(&mgmt, id, "stop_federation", Value::Null).await;
+    assert_eq!(reply["statuscode"], 0, "{reply}");
+    assert_eq!(reply["data"]["stopped"], true, "{reply}");
+    assert!(
+        reply["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signalled nothing"),
+        "{reply}"
+    );
 }

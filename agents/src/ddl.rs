@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(emulated.actions[0].input["size"].default, Some(json!(20)));
         let manager = parse(EMULATOR).unwrap();
         assert_eq!(manager.metadata.name, "emulator");
-        assert_eq!(manager.actions.len(), 6);
+        assert_eq!(manager.actions.len(), 9);
         for agent in ["discovery", "rpcutil", "emulated7", "emulator"] {
             assert!(builtin(agent).is_some(), "{agent}");
         }

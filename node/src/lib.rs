@@ -56,6 +56,14 @@ pub struct NodeArgs {
     /// next to this binary).
     #[arg(long, env = "LOADLAB_EMULATOR")]
     pub emulator: Option<PathBuf>,
+    /// The federation broker `start_federation` runs when the work directory has none
+    /// (default: the `federation-broker` next to this binary).
+    #[arg(long, env = "LOADLAB_FEDERATION_BROKER")]
+    pub federation_broker: Option<PathBuf>,
+    /// The federation broker's `/debug/vars` port when `start_federation` or
+    /// `federation_status` gives none.
+    #[arg(long, env = "LOADLAB_FEDERATION_MONITOR", default_value_t = 8225)]
+    pub federation_monitor: u16,
     /// Choria-style config file (`plugin.choria.middleware_hosts`, `identity`).
     #[arg(short = 'c', long, env = "LOADLAB_CONFIG")]
     pub config: Option<PathBuf>,
@@ -140,7 +148,9 @@ pub enum NodeError {
     Identity(#[source] agents::identity::NoHostname),
     #[error("invalid --fact {fact:?}: expected name=value")]
     Fact { fact: String },
-    #[error("cannot find this program's path to locate the emulator binary (give --emulator)")]
+    #[error(
+        "cannot find this program's path to locate the emulator and federation-broker binaries (give --emulator and --federation-broker)"
+    )]
     CurrentExe(#[source] std::io::Error),
     #[error("the emulator DDL is not built in")]
     NoDdl,
@@ -214,19 +224,30 @@ pub async fn run(
             .ok_or_else(|| NodeError::Fact { fact: f.clone() })?;
         facts.insert(k.trim().to_owned(), Value::String(v.trim().to_owned()));
     }
-    let emulator_binary = match &args.emulator {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
+    let beside_me = |name: &str| -> Result<PathBuf, NodeError> {
+        Ok(std::env::current_exe()
             .map_err(NodeError::CurrentExe)?
             .parent()
-            .map(|d| d.join("emulator"))
-            .unwrap_or_else(|| PathBuf::from("emulator")),
+            .map(|d| d.join(name))
+            .unwrap_or_else(|| PathBuf::from(name)))
+    };
+    let emulator_binary = match &args.emulator {
+        Some(p) => p.clone(),
+        None => beside_me("emulator")?,
+    };
+    let federation = manage::FederationSettings {
+        binary: match &args.federation_broker {
+            Some(p) => p.clone(),
+            None => beside_me("federation-broker")?,
+        },
+        monitor: args.federation_monitor,
     };
     let ddl = agents::ddl::builtin("emulator").ok_or(NodeError::NoDdl)?;
     let manager = Arc::new(manage::Manager::new(
         args.workdir.clone(),
         identity.clone(),
         emulator_binary,
+        federation,
     ));
     let mut daemon = NodeDaemon {
         identity: identity.clone(),

@@ -13,13 +13,29 @@ use agents::{RpcReply, StatusCode};
 use serde_json::{Value, json};
 
 use crate::download::{self, DownloadError};
-use crate::procs::{Liveness, Processes, Role, SpawnError, Stopped, Tracked};
-use crate::request::{ActionName, Download, Request, Start};
+use crate::procs::{Liveness, Processes, Role, SpawnError, StopSignal, Stopped, Tracked};
+use crate::request::{ActionName, Download, Request, Start, StartFederation};
 
 /// How long `start` waits for the emulator's `/debug/vars`.
 const START_WAIT: Duration = Duration::from_secs(60);
 /// How long `start_nats` waits for nats-server's monitor port.
 const NATS_START_WAIT: Duration = Duration::from_secs(20);
+/// How long `start_federation` waits for every broker connection to be up.
+const FEDERATION_START_WAIT: Duration = Duration::from_secs(20);
+/// How long `stop_federation` waits after SIGHUP before SIGKILL: the broker passes on what
+/// it has queued for up to 10 s after the first signal.
+const FEDERATION_STOP_GRACE: Duration = Duration::from_secs(12);
+/// The config file `start_federation` writes into the work directory.
+pub const FEDERATION_CONFIG: &str = "federation.cfg";
+
+/// The federation broker `start_federation` runs, and its default monitor port.
+#[derive(Debug, Clone)]
+pub struct FederationSettings {
+    /// Used when the work directory has no `federation-broker`.
+    pub binary: PathBuf,
+    /// The broker's `/debug/vars` port when a request gives none.
+    pub monitor: u16,
+}
 
 /// Where the node daemon keeps downloads, logs and its state, and how it reaches local services.
 #[derive(Debug, Clone)]
@@ -29,6 +45,7 @@ pub struct Manager {
     pub identity: String,
     /// The emulator binary `start` runs when the work directory has none.
     pub emulator_binary: PathBuf,
+    pub federation: FederationSettings,
     processes: Processes,
     /// For local monitor ports: short timeouts.
     http: reqwest::Client,
@@ -77,6 +94,17 @@ pub enum ActionError {
         #[source]
         source: StopError,
     },
+    #[error("start a federation broker (monitor port {monitor})")]
+    StartFederation {
+        monitor: u16,
+        #[source]
+        source: StartError,
+    },
+    #[error("stop the federation broker")]
+    StopFederation {
+        #[source]
+        source: StopError,
+    },
 }
 
 /// Why a process could not be started.
@@ -101,6 +129,18 @@ pub enum StartError {
     NoAnswer { pid: u32, waited: Duration },
     #[error("cannot find nats-server")]
     NatsBinary(#[source] natsproc::NatsError),
+    #[error("tls: the federation broker speaks plain NATS only; start it with tls=false")]
+    Tls,
+    #[error(
+        "the cluster name {cluster:?} (the node identity) is not one subject token (letters, digits, _ and - only); give the name input"
+    )]
+    Cluster { cluster: String },
+    #[error("cannot write the config file {}", path.display())]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a process could not be stopped.
@@ -125,12 +165,19 @@ impl ActionError {
                 ActionName::Status => json!({"running": false}),
                 ActionName::StartNats => json!({"running": false}),
                 ActionName::StopNats => json!({"stopped": false}),
+                ActionName::StartFederation => json!({"running": false}),
+                ActionName::StopFederation => json!({"stopped": false}),
+                ActionName::FederationStatus => json!({"running": false}),
             },
             ActionError::Download { .. } => json!({"success": false}),
             ActionError::Start { source, .. } => json!({"status": false, "pid": source.pid()}),
             ActionError::StartNats { source, .. } => json!({"running": false, "pid": source.pid()}),
             ActionError::Stop { .. } => json!({"status": false}),
             ActionError::StopNats { .. } => json!({"stopped": false}),
+            ActionError::StartFederation { source, .. } => {
+                json!({"running": false, "pid": source.pid()})
+            }
+            ActionError::StopFederation { .. } => json!({"stopped": false}),
         }
     }
 }
@@ -144,18 +191,27 @@ impl StartError {
             | StartError::Stopped { pid } => *pid,
             StartError::Spawn(SpawnError::Log { .. } | SpawnError::Exec { .. })
             | StartError::PortTaken { .. }
-            | StartError::NatsBinary(_) => 0,
+            | StartError::NatsBinary(_)
+            | StartError::Tls
+            | StartError::Cluster { .. }
+            | StartError::ConfigFile { .. } => 0,
         }
     }
 }
 
 impl Manager {
-    pub fn new(workdir: PathBuf, identity: String, emulator_binary: PathBuf) -> Manager {
+    pub fn new(
+        workdir: PathBuf,
+        identity: String,
+        emulator_binary: PathBuf,
+        federation: FederationSettings,
+    ) -> Manager {
         let processes = Processes::load(&workdir);
         Manager {
             workdir,
             identity,
             emulator_binary,
+            federation,
             processes,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -214,6 +270,19 @@ impl Manager {
                 .stop_nats()
                 .await
                 .map_err(|source| ActionError::StopNats { source }),
+            Request::StartFederation(f) => {
+                let monitor = f.monitor.unwrap_or(self.federation.monitor);
+                self.start_federation(f, monitor)
+                    .await
+                    .map_err(|source| ActionError::StartFederation { monitor, source })
+            }
+            Request::StopFederation => self
+                .stop_federation()
+                .await
+                .map_err(|source| ActionError::StopFederation { source }),
+            Request::FederationStatus { monitor } => Ok(self
+                .federation_status(monitor.unwrap_or(self.federation.monitor))
+                .await),
         }
     }
 
@@ -243,6 +312,8 @@ impl Manager {
         match role {
             Role::Emulator { monitor } => self.workdir.join(format!("emulator-{monitor}.pid")),
             Role::Nats => self.workdir.join("nats-server.pid"),
+            // Written (and removed at exit) by the broker itself, given `--pid`.
+            Role::Federation => self.workdir.join("federation-broker.pid"),
         }
     }
 
@@ -463,6 +534,172 @@ impl Manager {
             pid,
             waited: NATS_START_WAIT,
         })
+    }
+}
+
+impl Manager {
+    async fn federation_vars(&self, port: u16) -> Option<federation::DebugVars> {
+        let url = format!("http://127.0.0.1:{port}/debug/vars");
+        self.http.get(url).send().await.ok()?.json().await.ok()
+    }
+
+    /// Writes `<workdir>/federation.cfg` with the keys the 2017 agent wrote and starts
+    /// `federation-broker --config` with it; replies once every connection is up.
+    async fn start_federation(
+        &self,
+        f: StartFederation,
+        monitor: u16,
+    ) -> Result<Value, StartError> {
+        use federation::config::keys;
+        let role = Role::Federation;
+        if let Some(t) = self.processes.get(role)
+            && t.liveness() == Liveness::Running
+        {
+            return Err(SpawnError::AlreadyRunning { role, pid: t.pid }.into());
+        }
+        if f.tls {
+            return Err(StartError::Tls);
+        }
+        let cluster = f.name.unwrap_or_else(|| self.identity.clone());
+        if cluster.is_empty()
+            || !cluster
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(StartError::Cluster { cluster });
+        }
+        if let Some(vars) = self.federation_vars(monitor).await {
+            return Err(StartError::PortTaken {
+                named: vars.config.pid.to_string(),
+            });
+        }
+        let config = self.workdir.join(FEDERATION_CONFIG);
+        let text = format!(
+            "# written by loadlab-node start_federation\n\
+             {} = {}\n{} = {}\n{} = info\n{} = true\n{} = {}\n{} = {}\n{} = {}\n",
+            keys::IDENTITY,
+            self.identity,
+            keys::LOGFILE,
+            self.workdir.join("federation.log").display(),
+            keys::LOGLEVEL,
+            keys::ENABLED,
+            keys::FEDERATION_SERVERS,
+            f.federation_servers.join(","),
+            keys::COLLECTIVE_SERVERS,
+            f.collective_servers.join(","),
+            keys::CLUSTER_2017,
+            cluster,
+        );
+        std::fs::write(&config, text).map_err(|source| StartError::ConfigFile {
+            path: config.clone(),
+            source,
+        })?;
+        let downloaded = self.workdir.join("federation-broker");
+        let binary = if downloaded.is_file() {
+            downloaded
+        } else {
+            self.federation.binary.clone()
+        };
+        let args: Vec<String> = vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--pid".into(),
+            self.pid_file(role).display().to_string(),
+            "--http".into(),
+            format!("0.0.0.0:{monitor}"),
+            "--disable-tls".into(),
+        ];
+        // The broker's own log is `logfile` in the config; this one holds what it prints
+        // before logging starts (a refused configuration, an unreachable server).
+        let log = self.workdir.join("federation-broker.out");
+        let tracked = self.processes.spawn(role, &binary, &args, &log)?;
+        let pid = tracked.pid;
+        let started = Instant::now();
+        while started.elapsed() < FEDERATION_START_WAIT {
+            if let Some(vars) = self.federation_vars(monitor).await
+                && vars.config.pid == pid
+                && ["federation", "collective"].iter().all(|n| {
+                    vars.federation.connected.get(*n).copied().unwrap_or(0) >= vars.config.workers
+                })
+            {
+                return Ok(json!({
+                    "running": true,
+                    "pid": pid,
+                    "cluster": cluster,
+                    "config": config.display().to_string(),
+                    "message": format!(
+                        "started federation broker pid {pid} for cluster {cluster}: {} workers connected to both networks",
+                        vars.config.workers
+                    ),
+                }));
+            }
+            self.still_starting(role, &tracked)?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(StartError::NoAnswer {
+            pid,
+            waited: FEDERATION_START_WAIT,
+        })
+    }
+
+    /// SIGHUP, then SIGKILL after [`FEDERATION_STOP_GRACE`], as the 2017 agent did.
+    async fn stop_federation(&self) -> Result<Value, StopError> {
+        let stopped = self
+            .processes
+            .stop_with(Role::Federation, StopSignal::Hup, FEDERATION_STOP_GRACE)
+            .await;
+        self.stopped(Role::Federation, stopped, "stopped").await
+    }
+
+    async fn federation_status(&self, port: u16) -> Value {
+        let tracked = self.processes.get(Role::Federation);
+        match self.federation_vars(port).await {
+            Some(v) => {
+                let ours = tracked
+                    .as_ref()
+                    .is_some_and(|t| v.config.pid == t.pid && t.liveness() == Liveness::Running);
+                let message = if ours {
+                    "running".to_owned()
+                } else {
+                    format!(
+                        "running, but not started by this daemon (pid {} answers on port {port})",
+                        v.config.pid
+                    )
+                };
+                json!({
+                    "running": true,
+                    "pid": v.config.pid,
+                    "cluster": v.config.cluster,
+                    "federation_servers": v.config.federation_servers.join(","),
+                    "collective_servers": v.config.collective_servers.join(","),
+                    "connected": v.federation.connected.values().sum::<u64>(),
+                    "received": v.federation.received,
+                    "forwarded": v.federation.forwarded,
+                    "replies": v.federation.replies,
+                    "message": message,
+                })
+            }
+            None => {
+                let message = match &tracked {
+                    Some(t) => match t.liveness() {
+                        Liveness::Running => format!(
+                            "federation broker pid {} is alive but /debug/vars on port {port} does not answer",
+                            t.pid
+                        ),
+                        Liveness::Exited(how) => format!(
+                            "the federation broker (pid {}) died ({how}): {}; see {}",
+                            t.pid,
+                            first_error_line(&t.log),
+                            t.log.display()
+                        ),
+                    },
+                    None => "not running".to_owned(),
+                };
+                json!({"running": false, "pid": 0, "cluster": "", "federation_servers": "",
+                       "collective_servers": "", "connected": 0, "received": 0, "forwarded": 0,
+                       "replies": 0, "message": message})
+            }
+        }
     }
 }
 

@@ -24,6 +24,32 @@ pub enum Role {
     Emulator { monitor: u16 },
     /// The nats-server of `start_nats`.
     Nats,
+    /// The federation broker of `start_federation`.
+    Federation,
+}
+
+/// The first signal `stop` sends; SIGKILL follows after the grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    /// What the 2017 agent sent to brokers (`stop_nats`, `stop_federation`).
+    Hup,
+}
+
+impl StopSignal {
+    fn signal(self) -> Signal {
+        match self {
+            StopSignal::Term => Signal::TERM,
+            StopSignal::Hup => Signal::HUP,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Hup => "SIGHUP",
+        }
+    }
 }
 
 impl std::fmt::Display for Role {
@@ -31,6 +57,7 @@ impl std::fmt::Display for Role {
         match self {
             Role::Emulator { monitor } => write!(f, "the emulator on monitor port {monitor}"),
             Role::Nats => f.write_str("nats-server"),
+            Role::Federation => f.write_str("the federation broker"),
         }
     }
 }
@@ -293,8 +320,14 @@ impl Processes {
     /// SIGTERM, then SIGKILL after `grace`, to the process tracked for `role`, each after
     /// checking it is still the process started.
     pub async fn stop(&self, role: Role, grace: Duration) -> Stopped {
+        self.stop_with(role, StopSignal::Term, grace).await
+    }
+
+    /// `first`, then SIGKILL after `grace`, to the process tracked for `role`, each after
+    /// checking it is still the process started.
+    pub async fn stop_with(&self, role: Role, first: StopSignal, grace: Duration) -> Stopped {
         let started = Instant::now();
-        let pid = match self.signal(role, Signal::TERM) {
+        let pid = match self.signal(role, first.signal()) {
             Ok(pid) => pid,
             Err(None) => return Stopped::NothingTracked,
             Err(Some((pid, how))) => {
@@ -302,8 +335,8 @@ impl Processes {
                 return Stopped::AlreadyExited { pid, how };
             }
         };
-        tracing::info!(pid, role = %role, "sent SIGTERM");
-        let mut signals = vec!["SIGTERM"];
+        tracing::info!(pid, role = %role, signal = first.name(), "sent the stop signal");
+        let mut signals = vec![first.name()];
         let mut deadline = started + grace;
         loop {
             if self.is_gone(role) {
@@ -452,6 +485,56 @@ mod tests {
                         "sent SIGTERM then SIGKILL to nats-server (pid {pid}); it exited after 0.5s"
                     )
                 );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(proc_stat(t.pid), None, "reaped");
+    }
+
+    #[tokio::test]
+    async fn stop_with_sighup_then_sigkill() {
+        let dir = tempfile::tempdir().unwrap();
+        let procs = Processes::load(dir.path());
+        // Ends on SIGHUP (the default action), so SIGKILL is never needed.
+        let t = procs
+            .spawn(
+                Role::Federation,
+                Path::new("sleep"),
+                &["30".into()],
+                &dir.path().join("hup.log"),
+            )
+            .unwrap();
+        match procs
+            .stop_with(Role::Federation, StopSignal::Hup, Duration::from_secs(5))
+            .await
+        {
+            Stopped::Stopped { pid, signals, .. } => {
+                assert_eq!(pid, t.pid);
+                assert_eq!(signals, ["SIGHUP"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Ignores SIGHUP: SIGKILL after the grace.
+        let t = procs
+            .spawn(
+                Role::Federation,
+                Path::new("sh"),
+                &["-c".into(), "trap '' HUP; exec sleep 30".into()],
+                &dir.path().join("stubborn.log"),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match procs
+            .stop_with(
+                Role::Federation,
+                StopSignal::Hup,
+                Duration::from_millis(300),
+            )
+            .await
+        {
+            Stopped::Stopped { pid, signals, .. } => {
+                assert_eq!(pid, t.pid);
+                assert_eq!(signals, ["SIGHUP", "SIGKILL"]);
             }
             other => panic!("{other:?}"),
         }

@@ -20,17 +20,23 @@ pub enum ActionName {
     Status,
     StartNats,
     StopNats,
+    StartFederation,
+    StopFederation,
+    FederationStatus,
 }
 
 impl ActionName {
     /// Every action, in DDL order.
-    pub const ALL: [ActionName; 6] = [
+    pub const ALL: [ActionName; 9] = [
         ActionName::Download,
         ActionName::Start,
         ActionName::Stop,
         ActionName::Status,
         ActionName::StartNats,
         ActionName::StopNats,
+        ActionName::StartFederation,
+        ActionName::StopFederation,
+        ActionName::FederationStatus,
     ];
 
     /// The action's name on the wire and in the DDL.
@@ -42,6 +48,9 @@ impl ActionName {
             ActionName::Status => "status",
             ActionName::StartNats => "start_nats",
             ActionName::StopNats => "stop_nats",
+            ActionName::StartFederation => "start_federation",
+            ActionName::StopFederation => "stop_federation",
+            ActionName::FederationStatus => "federation_status",
         }
     }
 
@@ -86,6 +95,20 @@ pub struct Start {
     pub monitor: u16,
 }
 
+/// `start_federation`: a federation broker between two networks (the 2017 agent's inputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFederation {
+    /// Cluster name; `None` means the node's identity.
+    pub name: Option<String>,
+    pub tls: bool,
+    /// `host:port` NATS servers of the federation network.
+    pub federation_servers: Vec<String>,
+    /// `host:port` NATS servers of the collective network.
+    pub collective_servers: Vec<String>,
+    /// The broker's `/debug/vars` port; `None` means the daemon's `--federation-monitor`.
+    pub monitor: Option<u16>,
+}
+
 /// One decoded request of the `emulator` agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -95,6 +118,9 @@ pub enum Request {
     Status { port: u16 },
     StartNats { port: u16, monitor_port: u16 },
     StopNats,
+    StartFederation(StartFederation),
+    StopFederation,
+    FederationStatus { monitor: Option<u16> },
 }
 
 impl Request {
@@ -107,6 +133,9 @@ impl Request {
             Request::Status { .. } => ActionName::Status,
             Request::StartNats { .. } => ActionName::StartNats,
             Request::StopNats => ActionName::StopNats,
+            Request::StartFederation(_) => ActionName::StartFederation,
+            Request::StopFederation => ActionName::StopFederation,
+            Request::FederationStatus { .. } => ActionName::FederationStatus,
         }
     }
 
@@ -144,11 +173,7 @@ impl Request {
                 instances: inputs.int("instances", 1, 1_000_000)? as u32,
                 agents: inputs.int("agents", 0, 1_000_000)? as u32,
                 collectives: inputs.int("collectives", 1, 1_000_000)? as u32,
-                servers: inputs
-                    .text("servers")?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect(),
+                servers: inputs.list("servers")?,
                 tls: inputs.boolean("tls")?,
                 monitor: inputs.port("monitor")?,
             }),
@@ -163,6 +188,17 @@ impl Request {
                 monitor_port: inputs.port("monitor_port")?,
             },
             ActionName::StopNats => Request::StopNats,
+            ActionName::StartFederation => Request::StartFederation(StartFederation {
+                name: inputs.optional_text("name")?,
+                tls: inputs.boolean("tls")?,
+                federation_servers: inputs.list("federation_servers")?,
+                collective_servers: inputs.list("collective_servers")?,
+                monitor: inputs.optional_port("monitor_port")?,
+            }),
+            ActionName::StopFederation => Request::StopFederation,
+            ActionName::FederationStatus => Request::FederationStatus {
+                monitor: inputs.optional_port("monitor_port")?,
+            },
         })
     }
 }
@@ -255,6 +291,11 @@ impl Inputs {
         }
     }
 
+    /// A comma separated list (the DDL's pattern admits no empty item).
+    fn list(&self, input: &'static str) -> Result<Vec<String>, RequestError> {
+        Ok(self.text(input)?.split(',').map(str::to_owned).collect())
+    }
+
     fn boolean(&self, input: &'static str) -> Result<bool, RequestError> {
         match self.get(input)? {
             Value::Bool(b) => Ok(*b),
@@ -281,6 +322,15 @@ impl Inputs {
 
     fn port(&self, input: &'static str) -> Result<u16, RequestError> {
         Ok(self.int(input, 1, 65535)? as u16)
+    }
+
+    /// A port the DDL marks optional without a default: absent means `None`.
+    fn optional_port(&self, input: &'static str) -> Result<Option<u16>, RequestError> {
+        if self.map.contains_key(input) {
+            self.port(input).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -336,6 +386,73 @@ mod tests {
         assert_eq!(d.max_bytes, 512 * 1024 * 1024);
         assert_eq!(d.idle_timeout, Duration::from_secs(30));
         assert_eq!(decode("stop_nats", json!({})).unwrap(), Request::StopNats);
+    }
+
+    #[test]
+    fn decodes_the_federation_actions_with_the_2017_inputs() {
+        assert_eq!(
+            decode(
+                "start_federation",
+                json!({"federation_servers": "f1:4222,f2:4223"})
+            )
+            .unwrap(),
+            Request::StartFederation(StartFederation {
+                name: None,
+                tls: false,
+                federation_servers: vec!["f1:4222".into(), "f2:4223".into()],
+                collective_servers: vec!["localhost:4222".into()],
+                monitor: None,
+            })
+        );
+        let Request::StartFederation(s) = decode(
+            "start_federation",
+            json!({"federation_servers": "f:1", "collective_servers": "c:2", "name": "net1",
+                   "tls": "true", "monitor_port": "9000"}),
+        )
+        .unwrap() else {
+            panic!("not a start_federation");
+        };
+        assert_eq!(s.name.as_deref(), Some("net1"));
+        assert!(s.tls);
+        assert_eq!(s.collective_servers, ["c:2"]);
+        assert_eq!(s.monitor, Some(9000));
+        assert_eq!(
+            decode("stop_federation", json!({})).unwrap(),
+            Request::StopFederation
+        );
+        assert_eq!(
+            decode("federation_status", json!({})).unwrap(),
+            Request::FederationStatus { monitor: None }
+        );
+        // The federation servers are required; a cluster name is one subject token.
+        let err = decode("start_federation", json!({})).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RequestError::Invalid {
+                    action: ActionName::StartFederation,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = decode(
+            "start_federation",
+            json!({"federation_servers": "f:1", "name": "a.b"}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RequestError::Invalid { .. }), "{err}");
+        let err = decode("federation_status", json!({"monitor_port": 0})).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RequestError::Range {
+                    input: "monitor_port",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

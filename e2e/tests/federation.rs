@@ -193,6 +193,26 @@ async fn measure_through_federation_accounts_every_reply_by_network_flag_env_and
         assert_eq!(b.counters().received, 7 + 3);
     }
 
+    // 4. --discovery-only counts per network.
+    let o = measure_with_env(
+        vec![
+            "--server".into(),
+            fed.url(),
+            "--federation".into(),
+            "net1,net2".into(),
+            "--discovery-only".into(),
+            "--discovery-timeout".into(),
+            "1".into(),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "discovered 200 nodes (net1 100, net2 100)\n"
+    );
+
     assert!(b1.stop(Duration::from_secs(5)).await);
     assert!(b2.stop(Duration::from_secs(5)).await);
     net1.stop().await;

@@ -17,8 +17,14 @@ use crate::common::{Fleet, start_emulator};
 
 static BIN: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
-/// The variables measure finds brokers in; cleared so that only a test's own settings count.
-const BROKER_ENV: [&str; 3] = ["MEASURE_SERVERS", "CHORIA_SERVERS", "NATS_URL"];
+/// The variables measure finds brokers (and federation networks) in; cleared so that only a
+/// test's own settings count.
+const BROKER_ENV: [&str; 4] = [
+    "MEASURE_SERVERS",
+    "CHORIA_SERVERS",
+    "NATS_URL",
+    "CHORIA_FED_COLLECTIVE",
+];
 
 /// The `emulator` binary with no broker settings from the environment.
 pub(crate) fn emulator_command() -> Command {

@@ -354,6 +354,26 @@ pub fn encode_request(parts: &RequestParts<'_>) -> Vec<u8> {
     serde_json::to_vec(&transport).unwrap_or_default()
 }
 
+/// Most targets one federated request carries (what Choria clients send; the broker refuses
+/// more).
+pub const MAX_FEDERATION_TARGETS: usize = 200;
+
+/// The transport a federated client publishes on the federation network: [`encode_request`]
+/// plus the `federation` header, `req` the request id and `target` the subjects the federation
+/// broker publishes the request to on its collective network.
+pub fn encode_federated_request(parts: &RequestParts<'_>, targets: &[String]) -> Vec<u8> {
+    let plain = encode_request(parts);
+    let Ok(mut transport) = serde_json::from_slice::<Transport<'_>>(&plain) else {
+        return plain;
+    };
+    transport.headers.federation = Some(Federation {
+        req: Cow::Borrowed(parts.requestid),
+        reply_to: None,
+        target: targets.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+    });
+    serde_json::to_vec(&transport).unwrap_or(plain)
+}
+
 /// A reply as a client sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundReply {
@@ -409,5 +429,47 @@ fn hash_matches(message: &str, hash: &str) -> bool {
     match STANDARD.encode_slice(digest, &mut expected) {
         Ok(n) => expected[..n] == *hash.as_bytes(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_federated_request_carries_req_and_targets_and_decodes_as_the_plain_one() {
+        let filter = Filter::default();
+        let parts = RequestParts {
+            requestid: "0123456789abcdef0123456789abcdef",
+            senderid: "client",
+            callerid: "choria=me",
+            collective: "mcollective",
+            agent: "discovery",
+            ttl: 60,
+            time: 1,
+            filter: &filter,
+            message: "cGluZw==",
+            reply_to: "mcollective.reply.x.0123456789abcdef0123456789abcdef",
+        };
+        let targets = vec!["mcollective.broadcast.agent.discovery".to_owned()];
+        let body = encode_federated_request(&parts, &targets);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json["headers"]["federation"],
+            serde_json::json!({
+                "req": "0123456789abcdef0123456789abcdef",
+                "target": ["mcollective.broadcast.agent.discovery"],
+            })
+        );
+        assert_eq!(json["headers"]["reply-to"], parts.reply_to);
+        let plain: serde_json::Value = serde_json::from_slice(&encode_request(&parts)).unwrap();
+        assert_eq!(
+            json["data"], plain["data"],
+            "the secure request is unchanged"
+        );
+        let inbound = decode_request(&body, None, DEFAULT_MAX_MESSAGE).unwrap();
+        let federation = inbound.federation.unwrap();
+        assert_eq!(federation.req, parts.requestid);
+        assert_eq!(federation.target, targets);
     }
 }

@@ -32,6 +32,12 @@ pub fn reply(collective: &str, callerid: &str, requestid: &str) -> String {
     format!("{collective}.reply.{hex}.{requestid}")
 }
 
+/// `choria.federation.<network>.federation`: where a federated client publishes requests for
+/// the Federation Member `network` (on the federation network).
+pub fn federation(network: &str) -> String {
+    format!("choria.federation.{network}.federation")
+}
+
 /// nats-server's default `max_control_line`: the longest protocol line (`PUB <subject> ...`)
 /// a server accepts before it closes the connection.
 pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;

@@ -4,6 +4,7 @@
 //! found, or built, with `testkit::workspace_binary`.
 
 mod common;
+mod federated_measure;
 mod federation;
 mod layout;
 mod measure;

@@ -17,11 +17,17 @@ use crate::common::{Fleet, start_emulator};
 
 static BIN: LazyLock<PathBuf> = LazyLock::new(|| workspace_binary("emulator"));
 
-/// The variables measure finds brokers in; cleared so that only a test's own settings count.
-const BROKER_ENV: [&str; 3] = ["MEASURE_SERVERS", "CHORIA_SERVERS", "NATS_URL"];
+/// The variables measure finds brokers (and federation networks) in; cleared so that only a
+/// test's own settings count.
+const BROKER_ENV: [&str; 4] = [
+    "MEASURE_SERVERS",
+    "CHORIA_SERVERS",
+    "NATS_URL",
+    "CHORIA_FED_COLLECTIVE",
+];
 
 /// The `emulator` binary with no broker settings from the environment.
-fn emulator_command() -> Command {
+pub(crate) fn emulator_command() -> Command {
     let mut cmd = Command::new(&*BIN);
     for name in BROKER_ENV {
         cmd.env_remove(name);
@@ -33,7 +39,10 @@ async fn measure(args: Vec<String>) -> Output {
     measure_with_env(args, Vec::new()).await
 }
 
-async fn measure_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+pub(crate) async fn measure_with_env(
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut cmd = emulator_command();
         cmd.arg("measure").args(args);
@@ -44,12 +53,12 @@ async fn measure_with_env(args: Vec<String>, env: Vec<(&'static str, String)>) -
     .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The summary's equations, checked again over its own totals.
-fn assert_summary_closes(summary: &serde_json::Value) {
+pub(crate) fn assert_summary_closes(summary: &serde_json::Value) {
     let n = |k: &str| {
         summary[k]
             .as_u64()

@@ -47,6 +47,10 @@ pub struct RequestAccount {
     /// First on-time reply of each identity: (identity, nanoseconds since publishing began).
     #[serde(skip)]
     pub times: Vec<(String, u128)>,
+    /// Through federation: each network's part of the request (its own request id and reply
+    /// subject), of which this account is the sum. Empty without federation.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, RequestAccount>,
 }
 
 impl RequestAccount {
@@ -60,7 +64,33 @@ impl RequestAccount {
 
     /// True when every sum closes: each message is in one bucket, each expected reply is
     /// answered or missing, and each answer is one ok or failed reply with one reply time.
+    /// Through federation every network's part closes too, and the parts add up to the whole.
     pub fn closes(&self) -> bool {
+        self.own_sums_close() && self.networks_add_up()
+    }
+
+    fn networks_add_up(&self) -> bool {
+        if self.networks.is_empty() {
+            return true;
+        }
+        let sum = |f: fn(&RequestAccount) -> usize| self.networks.values().map(f).sum::<usize>();
+        self.networks.values().all(RequestAccount::closes)
+            && self.messages == sum(|a| a.messages)
+            && self.answered == sum(|a| a.answered)
+            && self.ok == sum(|a| a.ok)
+            && self.failed_total() == sum(RequestAccount::failed_total)
+            && self.duplicates == sum(|a| a.duplicates)
+            && self.late == sum(|a| a.late)
+            && self.bad_hash == sum(|a| a.bad_hash)
+            && self.malformed == sum(|a| a.malformed)
+            && self.unexpected == sum(|a| a.unexpected)
+            && self.missing.len() == sum(|a| a.missing.len())
+            // The --expect surplus belongs to no network.
+            && self.expected + sum(|a| a.missing_unknown)
+                == sum(|a| a.expected) + self.missing_unknown
+    }
+
+    fn own_sums_close(&self) -> bool {
         self.messages
             == self.ok
                 + self.failed_total()

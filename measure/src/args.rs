@@ -20,6 +20,12 @@ pub struct MeasureArgs {
     /// main_collective).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Measure through federation: the Federation Member networks to address (comma list).
+    /// Without it: CHORIA_FED_COLLECTIVE, then the -c file's
+    /// plugin.choria.federation.collectives. Each request is published once per network to
+    /// choria.federation.<network>.federation; the servers are then the federation network's.
+    #[arg(long = "federation", value_name = "NET,...", value_delimiter = ',')]
+    pub federation: Vec<String>,
     /// Collective to address (default: the -c file's main_collective, else mcollective).
     #[arg(short = 'T', long, visible_alias = "target")]
     pub collective: Option<String>,
@@ -122,6 +128,8 @@ pub(crate) struct Plan {
     pub(crate) servers: Vec<String>,
     pub(crate) collective: String,
     pub(crate) filter: Filter,
+    /// Federation Member networks, in the order given; empty without federation.
+    pub(crate) federation: Vec<String>,
 }
 
 impl MeasureArgs {
@@ -194,8 +202,26 @@ impl MeasureArgs {
             Some(path) => ChoriaConfig::load(path)?,
             None => ChoriaConfig::default(),
         };
-        let (servers, source) = agents::servers::resolve_with(&self.servers, &file, false, env)?;
-        if source == agents::servers::Source::None || servers.is_empty() {
+        let federation = self.federation_networks(&file, &env)?;
+        let federation_hosts = file.list("plugin.choria.federation_middleware_hosts");
+        let servers = if !federation.is_empty()
+            && !federation_hosts.is_empty()
+            && self.servers.iter().all(|s| s.trim().is_empty())
+        {
+            // A federated Choria client connects to the federation network.
+            federation_hosts
+                .iter()
+                .map(|h| agents::servers::normalise(h, false))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            let (servers, source) =
+                agents::servers::resolve_with(&self.servers, &file, false, &env)?;
+            if source == agents::servers::Source::None {
+                return Err(MeasureError::NoServers);
+            }
+            servers
+        };
+        if servers.is_empty() {
             return Err(MeasureError::NoServers);
         }
         let collective = self
@@ -210,7 +236,57 @@ impl MeasureArgs {
             servers,
             collective,
             filter,
+            federation,
         })
+    }
+
+    /// The federation networks: `--federation`, else `CHORIA_FED_COLLECTIVE`, else the file's
+    /// `plugin.choria.federation.collectives` (what a Choria client reads). Each must be a
+    /// single subject token, and none may repeat.
+    fn federation_networks(
+        &self,
+        file: &ChoriaConfig,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>, MeasureError> {
+        let flags: Vec<String> = self
+            .federation
+            .iter()
+            .flat_map(|s| agents::servers::split_list(s))
+            .collect();
+        let (networks, from) = if !flags.is_empty() {
+            (flags, "--federation")
+        } else if let Some(list) = env("CHORIA_FED_COLLECTIVE")
+            .map(|v| agents::servers::split_list(&v))
+            .filter(|l| !l.is_empty())
+        {
+            (list, "CHORIA_FED_COLLECTIVE")
+        } else {
+            (
+                file.list("plugin.choria.federation.collectives"),
+                "plugin.choria.federation.collectives",
+            )
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for net in &networks {
+            let bad = net
+                .bytes()
+                .any(|b| !b.is_ascii_graphic() || matches!(b, b'.' | b'*' | b'>'));
+            if bad {
+                return Err(MeasureError::BadFederation {
+                    from,
+                    reason: format!(
+                        "network {net:?} is not a single subject token (no dots, spaces or wildcards)"
+                    ),
+                });
+            }
+            if !seen.insert(net.as_str()) {
+                return Err(MeasureError::BadFederation {
+                    from,
+                    reason: format!("network {net:?} is named twice"),
+                });
+            }
+        }
+        Ok(networks)
     }
 }
 

@@ -27,6 +27,9 @@ pub enum MeasureError {
     /// The `-c` Choria client configuration file.
     #[error(transparent)]
     Config(#[from] ConfigFileError),
+    /// A federation network name that cannot be used.
+    #[error("{from}: {reason}")]
+    BadFederation { from: &'static str, reason: String },
     /// No broker address anywhere.
     #[error(
         "no broker configured: use --server HOST:PORT, -c FILE (plugin.choria.middleware_hosts), CHORIA_SERVERS or NATS_URL"
@@ -72,6 +75,7 @@ impl MeasureError {
         match self {
             MeasureError::BadFlag { .. }
             | MeasureError::Compound { .. }
+            | MeasureError::BadFederation { .. }
             | MeasureError::Fact(_)
             | MeasureError::Server(_)
             | MeasureError::Config(_)

@@ -59,6 +59,48 @@ pub struct Summary {
     pub latency_ms: BTreeMap<String, f64>,
     /// Identities that missed at least one request, with how many they missed (first 100).
     pub missing_identities: BTreeMap<String, usize>,
+    /// Through federation: the same sums for each network (absent without federation).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, NetworkSummary>,
+}
+
+/// One federation network's share of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkSummary {
+    /// Nodes that answered discovery through this network.
+    pub discovered: usize,
+    pub expected: usize,
+    pub answered: usize,
+    pub missing: usize,
+    pub messages: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub duplicates: usize,
+    pub late: usize,
+    pub bad_hash: usize,
+    pub malformed: usize,
+    pub unexpected: usize,
+    /// Nothing came back through this network: no node answered discovery, or no message at
+    /// all arrived for any request. Its federation broker (or the network) is likely down, so
+    /// the run's accounting cannot close.
+    pub silent: bool,
+    /// This network's identities that missed at least one request, with how many (first 100).
+    pub missing_identities: BTreeMap<String, usize>,
+}
+
+impl NetworkSummary {
+    fn closes(&self) -> bool {
+        self.messages
+            == self.ok
+                + self.failed
+                + self.duplicates
+                + self.late
+                + self.bad_hash
+                + self.malformed
+                + self.unexpected
+            && self.expected == self.answered + self.missing
+            && self.answered == self.ok + self.failed
+    }
 }
 
 impl Summary {
@@ -130,6 +172,7 @@ impl Summary {
             replies_per_second: answered as f64 / wall.as_secs_f64().max(1e-9),
             latency_ms,
             missing_identities,
+            networks: BTreeMap::new(),
         };
         summary.accounting_closes &= summary.totals_close();
         summary
@@ -148,6 +191,68 @@ impl Summary {
             && self.expected == self.answered + self.missing
             && self.answered == self.ok + self.failed
             && self.failed == self.failed_by_statuscode.values().sum::<usize>()
+    }
+
+    /// Through federation: each network's sums, from each request's parts and what discovery
+    /// found through it. The accounting closes only if every network's sums close, they add up
+    /// to the totals, and no network was silent.
+    pub fn set_networks(
+        &mut self,
+        accounts: &[RequestAccount],
+        discovered: &BTreeMap<String, Vec<String>>,
+    ) {
+        let mut networks: BTreeMap<String, NetworkSummary> = discovered
+            .iter()
+            .map(|(n, ids)| {
+                let s = NetworkSummary {
+                    discovered: ids.len(),
+                    ..NetworkSummary::default()
+                };
+                (n.clone(), s)
+            })
+            .collect();
+        for a in accounts {
+            for (name, part) in &a.networks {
+                let n = networks.entry(name.clone()).or_default();
+                n.expected += part.expected;
+                n.answered += part.answered;
+                n.missing += part.missing_total();
+                n.messages += part.messages;
+                n.ok += part.ok;
+                n.failed += part.failed_total();
+                n.duplicates += part.duplicates;
+                n.late += part.late;
+                n.bad_hash += part.bad_hash;
+                n.malformed += part.malformed;
+                n.unexpected += part.unexpected;
+                for id in &part.missing {
+                    if n.missing_identities.len() < 100 || n.missing_identities.contains_key(id) {
+                        *n.missing_identities.entry(id.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let sent = accounts.iter().any(|a| a.published > 0);
+        for n in networks.values_mut() {
+            n.silent = n.discovered == 0 || (sent && n.expected > 0 && n.messages == 0);
+        }
+        let sum = |f: fn(&NetworkSummary) -> usize| networks.values().map(f).sum::<usize>();
+        let unattributed: usize = accounts
+            .iter()
+            .map(|a| {
+                let parts: usize = a.networks.values().map(|p| p.missing_unknown).sum();
+                a.missing_unknown.saturating_sub(parts)
+            })
+            .sum();
+        let add_up = self.messages == sum(|n| n.messages)
+            && self.expected == sum(|n| n.expected) + unattributed
+            && self.answered == sum(|n| n.answered)
+            && self.missing == sum(|n| n.missing) + unattributed
+            && self.unexpected == sum(|n| n.unexpected);
+        self.accounting_closes &= add_up
+            && networks.values().all(NetworkSummary::closes)
+            && !networks.values().any(|n| n.silent);
+        self.networks = networks;
     }
 
     /// Records what happened to measure's own connection; a drop or a slow-consumer loss means
@@ -174,22 +279,34 @@ impl Summary {
 
     /// The one line that says whether every reply is accounted for.
     pub fn accounting_line(&self) -> String {
+        let mut why = Vec::new();
+        if self.connection_drops > 0 {
+            why.push(format!(
+                "measure's own connection to the broker dropped {} time(s) during the run",
+                self.connection_drops
+            ));
+        }
+        if self.slow_consumer_events > 0 {
+            why.push(format!(
+                "the NATS client dropped messages {} time(s) as a slow consumer",
+                self.slow_consumer_events
+            ));
+        }
+        let silent: Vec<&str> = self
+            .networks
+            .iter()
+            .filter(|(_, n)| n.silent)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !silent.is_empty() {
+            why.push(format!(
+                "nothing came back through federation network {} (is its federation broker running?)",
+                silent.join(", ")
+            ));
+        }
         let verdict = if self.accounting_closes {
             "closes".to_owned()
-        } else if self.connection_drops > 0 || self.slow_consumer_events > 0 {
-            let mut why = Vec::new();
-            if self.connection_drops > 0 {
-                why.push(format!(
-                    "measure's own connection to the broker dropped {} time(s) during the run",
-                    self.connection_drops
-                ));
-            }
-            if self.slow_consumer_events > 0 {
-                why.push(format!(
-                    "the NATS client dropped messages {} time(s) as a slow consumer",
-                    self.slow_consumer_events
-                ));
-            }
+        } else if !why.is_empty() {
             format!(
                 "DOES NOT CLOSE ({}: replies may have gone unseen)",
                 why.join("; ")
@@ -239,6 +356,9 @@ impl Summary {
             format!("{} ({} ok, {} failed)", self.answered, self.ok, self.failed),
         );
         row("missing", self.missing.to_string());
+        for (name, n) in &self.networks {
+            row(&format!("network {name}"), network_line(n));
+        }
         if self.unexpected > 0 {
             row(
                 "unexpected",
@@ -312,6 +432,38 @@ impl Summary {
     }
 }
 
+/// One network's sums for the table and the page.
+fn network_line(n: &NetworkSummary) -> String {
+    let mut line = format!(
+        "{} discovered; expected {} = {} answered ({} ok, {} failed) + {} missing; {} messages",
+        n.discovered, n.expected, n.answered, n.ok, n.failed, n.missing, n.messages
+    );
+    let others = n.duplicates + n.late + n.bad_hash + n.malformed + n.unexpected;
+    if others > 0 {
+        let _ = write!(
+            line,
+            " ({} duplicate, {} late, {} bad hash, {} malformed, {} unexpected)",
+            n.duplicates, n.late, n.bad_hash, n.malformed, n.unexpected
+        );
+    }
+    if n.silent {
+        line.push_str("; SILENT: nothing came back");
+    }
+    if !n.missing_identities.is_empty() {
+        let names: Vec<&str> = n
+            .missing_identities
+            .keys()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        let _ = write!(line, "; missing {}", names.join(", "));
+        if n.missing_identities.len() > 5 {
+            line.push_str(", ...");
+        }
+    }
+    line
+}
+
 fn unreachable_histogram() -> Histogram<u64> {
     // `Histogram::new(3)` only fails for a significant-figure count outside 0..=5.
     Histogram::new(2).unwrap_or_else(|_| std::process::abort())
@@ -366,6 +518,35 @@ pub(super) fn write_all(
         }
     }
     write("requests.csv", requests)?;
+    if accounts.iter().any(|a| !a.networks.is_empty()) {
+        let mut rows = String::from(
+            "request,network,requestid,expected,published,messages,answered,ok,failed,duplicates,late,bad_hash,malformed,unexpected,missing\n",
+        );
+        for a in accounts {
+            for (name, p) in &a.networks {
+                let _ = writeln!(
+                    rows,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    a.request,
+                    name,
+                    p.requestid,
+                    p.expected,
+                    p.published,
+                    p.messages,
+                    p.answered,
+                    p.ok,
+                    p.failed_total(),
+                    p.duplicates,
+                    p.late,
+                    p.bad_hash,
+                    p.malformed,
+                    p.unexpected,
+                    p.missing_total()
+                );
+            }
+        }
+        write("networks.csv", rows)?;
+    }
     write("times.csv", times)?;
     write("time_buckets.csv", bucket_rows)?;
     let json = serde_json::to_string_pretty(summary)
@@ -448,6 +629,9 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
         ),
         ("accounting".to_owned(), summary.accounting_line()),
     ];
+    for (name, n) in &summary.networks {
+        facts.push((format!("network {name}"), network_line(n)));
+    }
     if let Some(signal) = &summary.interrupted {
         facts.push((
             "interrupted".to_owned(),
@@ -541,6 +725,109 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["connection_drops"], 1);
         assert_eq!(json["accounting_closes"], false);
+    }
+
+    /// A federated request: network n1 answered both, n2 lost `n2-1`.
+    fn federated(n2_messages: usize) -> RequestAccount {
+        let n1 = RequestAccount {
+            requestid: "r1".into(),
+            expected: 2,
+            published: 1,
+            messages: 2,
+            answered: 2,
+            ok: 2,
+            times: vec![("n1-0".into(), 1_000_000), ("n1-1".into(), 1_000_000)],
+            ..RequestAccount::default()
+        };
+        let n2 = RequestAccount {
+            requestid: "r2".into(),
+            expected: 2,
+            published: 1,
+            messages: n2_messages,
+            answered: n2_messages,
+            ok: n2_messages,
+            missing: (n2_messages..2).map(|i| format!("n2-{i}")).collect(),
+            times: (0..n2_messages)
+                .map(|i| (format!("n2-{i}"), 1_000_000))
+                .collect(),
+            ..RequestAccount::default()
+        };
+        let mut whole = crate::run::tests_add(RequestAccount::default(), &n1);
+        whole = crate::run::tests_add(whole, &n2);
+        whole.request = 1;
+        whole.networks.insert("n1".into(), n1);
+        whole.networks.insert("n2".into(), n2);
+        whole
+    }
+
+    fn discovered() -> BTreeMap<String, Vec<String>> {
+        [("n1", ["n1-0", "n1-1"]), ("n2", ["n2-0", "n2-1"])]
+            .into_iter()
+            .map(|(n, ids)| (n.to_owned(), ids.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn federated_results_are_grouped_by_network() {
+        let accounts = [federated(1)];
+        let mut s = summary(&accounts);
+        s.set_networks(&accounts, &discovered());
+        assert!(s.accounting_closes, "{}", s.accounting_line());
+        let n2 = &s.networks["n2"];
+        assert_eq!(
+            (
+                n2.discovered,
+                n2.expected,
+                n2.answered,
+                n2.missing,
+                n2.silent
+            ),
+            (2, 2, 1, 1, false)
+        );
+        assert_eq!(n2.missing_identities.keys().collect::<Vec<_>>(), ["n2-1"]);
+        assert!(
+            s.table().contains(
+                "  network n2             2 discovered; expected 2 = 1 answered (1 ok, 0 failed) + 1 missing; 1 messages; missing n2-1"
+            ),
+            "{}",
+            s.table()
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["networks"]["n1"]["answered"], 2);
+        assert_eq!(json["networks"]["n2"]["missing_identities"]["n2-1"], 1);
+        let plain = serde_json::to_value(summary(&[one_request()])).unwrap();
+        assert!(plain.get("networks").is_none(), "absent without federation");
+    }
+
+    #[test]
+    fn a_silent_network_means_the_accounting_does_not_close() {
+        let accounts = [federated(0)];
+        let mut s = summary(&accounts);
+        s.set_networks(&accounts, &discovered());
+        assert!(s.networks["n2"].silent);
+        assert!(!s.accounting_closes);
+        assert!(
+            s.accounting_line().starts_with(
+                "accounting DOES NOT CLOSE (nothing came back through federation network n2 (is its federation broker running?): replies may have gone unseen): expected 4 = 2 answered + 2 missing"
+            ),
+            "{}",
+            s.accounting_line()
+        );
+        assert!(
+            s.table()
+                .contains("SILENT: nothing came back; missing n2-0, n2-1")
+        );
+        // Nothing found through a network in discovery is as silent.
+        let accounts = [federated(2)];
+        let mut nets = discovered();
+        nets.insert("n3".into(), Vec::new());
+        let mut s = summary(&accounts);
+        s.set_networks(&accounts, &nets);
+        assert!(s.networks["n3"].silent);
+        assert!(!s.accounting_closes);
+        let mut s = summary(&accounts);
+        s.set_networks(&accounts, &discovered());
+        assert!(s.accounting_closes);
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! SIGINT or SIGTERM stops sending, cuts the requests in flight short and goes on from
 //! accounting with what is in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agents::client::{Call, Client, ClientOptions, Dialect, Targets};
+use agents::client::{Call, Client, ClientOptions, Dialect, ReplyOutcome, Targets};
 use tokio::sync::watch;
 
 use crate::account::{RequestAccount, account};
@@ -47,33 +47,27 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
         }
     };
     let filter = plan.filter;
+    let federation = plan.federation;
 
     let discovery_started = Instant::now();
-    let mut ping = Call::discovery(
-        filter.clone(),
-        Duration::from_secs_f64(args.discovery_timeout),
-    );
-    ping.expected = args.expect.map(|e| e as usize);
-    let mut discovered = client
-        .call_until(&ping, Some(interrupts.stop.clone()))
-        .await?
-        .senders();
-    if let Some(n) = args.expect {
-        // Discovery ended once N answered; replies already in when it ended are not measured.
-        discovered.truncate(n as usize);
-    }
+    let Discovered {
+        all: discovered,
+        by_network,
+    } = discover(&client, &filter, &args, &federation, &interrupts).await?;
     let discovery_time = discovery_started.elapsed();
     if !plain {
         eprintln!(
-            "discovered {} nodes in {:.3}s",
+            "discovered {} nodes in {:.3}s{}",
             discovered.len(),
-            discovery_time.as_secs_f64()
+            discovery_time.as_secs_f64(),
+            per_network(&by_network)
         );
     }
     if args.discovery_only {
         return Ok(discovery_only(
             &args,
             &discovered,
+            &by_network,
             discovery_time,
             &interrupts,
         ));
@@ -106,7 +100,33 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
     // other senders never stand in for them.
     call.expected_senders = Some(Arc::clone(&expected));
     call.late_window = Duration::from_secs_f64(args.late_window);
-    let call = Arc::new(call);
+    // Through federation, one call per network: its own request id, its nodes, its expected
+    // identities.
+    let calls: Arc<Vec<Part>> = Arc::new(if federation.is_empty() {
+        vec![Part {
+            network: None,
+            call,
+            expected: Arc::clone(&expected),
+        }]
+    } else {
+        by_network
+            .iter()
+            .map(|(network, nodes)| {
+                let mut c = call.clone();
+                c.federation = Some(network.clone());
+                let ids: Arc<BTreeSet<String>> = Arc::new(nodes.iter().cloned().collect());
+                c.expected_senders = Some(Arc::clone(&ids));
+                if let Targets::Direct(_) = c.targets {
+                    c.targets = Targets::Direct(nodes.clone());
+                }
+                Part {
+                    network: Some(network.clone()),
+                    call: c,
+                    expected: ids,
+                }
+            })
+            .collect()
+    });
 
     let total = match args.rate {
         Some(_) => args.rounds,
@@ -117,12 +137,11 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
     let mut tasks = tokio::task::JoinSet::new();
     let spawn = |tasks: &mut tokio::task::JoinSet<_>, round: usize, worker: usize| {
         let client = client.clone();
-        let call = Arc::clone(&call);
-        let expected = Arc::clone(&expected);
+        let calls = Arc::clone(&calls);
         let batch = (args.batch_size, args.batch_sleep);
         let stop = interrupts.stop.clone();
         tasks.spawn(async move {
-            let result = send(&client, &call, batch, &expected, expect, stop).await;
+            let result = send_parts(&client, &calls, batch, expect, stop).await;
             result.map(|mut a| {
                 a.round = round;
                 a.worker = worker;
@@ -180,6 +199,9 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
         a.request = i + 1;
     }
     let mut summary = Summary::new(&accounts, discovered.len(), discovery_time, wall, &args);
+    if !federation.is_empty() {
+        summary.set_networks(&accounts, &by_network);
+    }
     summary.set_connection(client.health());
     let interrupted = interrupts.received();
     summary.set_interrupted(interrupted, total as usize);
@@ -225,29 +247,124 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
     Ok(0)
 }
 
+/// What discovery found: every identity in arrival order, and through federation each
+/// network's identities (empty without federation).
+struct Discovered {
+    all: Vec<String>,
+    by_network: BTreeMap<String, Vec<String>>,
+}
+
+/// Discovery with `filter`: one ping, or through federation one ping per network, all at once.
+/// With `--expect N` the first N to answer are kept.
+async fn discover(
+    client: &Client,
+    filter: &agents::Filter,
+    args: &MeasureArgs,
+    federation: &[String],
+    interrupts: &Interrupts,
+) -> Result<Discovered, MeasureError> {
+    let mut ping = Call::discovery(
+        filter.clone(),
+        Duration::from_secs_f64(args.discovery_timeout),
+    );
+    ping.expected = args.expect.map(|e| e as usize);
+    if federation.is_empty() {
+        let mut all = client
+            .call_until(&ping, Some(interrupts.stop.clone()))
+            .await?
+            .senders();
+        if let Some(n) = args.expect {
+            // Discovery ended once N answered; replies already in when it ended are not
+            // measured.
+            all.truncate(n as usize);
+        }
+        return Ok(Discovered {
+            all,
+            by_network: BTreeMap::new(),
+        });
+    }
+    let pings = federation.iter().map(|network| {
+        let mut p = ping.clone();
+        p.federation = Some(network.clone());
+        let stop = interrupts.stop.clone();
+        async move { client.call_until(&p, Some(stop)).await }
+    });
+    let collected = futures::future::try_join_all(pings).await?;
+    // Every network's answers in arrival order; an identity answering through two networks
+    // belongs to the first it answered through.
+    let mut answers: Vec<(Duration, String, &String)> = Vec::new();
+    for (network, c) in federation.iter().zip(&collected) {
+        let offset = c.started.saturating_duration_since(collected[0].started);
+        for r in c.replies.iter().filter(|r| !r.late) {
+            if let ReplyOutcome::Ok(reply) = &r.outcome {
+                answers.push((offset + r.elapsed, reply.sender.clone(), network));
+            }
+        }
+    }
+    answers.sort_by_key(|(at, _, _)| *at);
+    let mut seen = BTreeSet::new();
+    answers.retain(|(_, sender, _)| seen.insert(sender.clone()));
+    if let Some(n) = args.expect {
+        answers.truncate(n as usize);
+    }
+    let mut by_network: BTreeMap<String, Vec<String>> =
+        federation.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let mut all = Vec::with_capacity(answers.len());
+    for (_, sender, network) in answers {
+        by_network
+            .entry(network.clone())
+            .or_default()
+            .push(sender.clone());
+        all.push(sender);
+    }
+    Ok(Discovered { all, by_network })
+}
+
+/// ` (net1 100, net2 98)` through federation, else nothing.
+fn per_network(by_network: &BTreeMap<String, Vec<String>>) -> String {
+    if by_network.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = by_network
+        .iter()
+        .map(|(n, ids)| format!("{n} {}", ids.len()))
+        .collect();
+    format!(" ({})", parts.join(", "))
+}
+
 /// `--discovery-only`: the count, and exit 0 when enough nodes answered.
 fn discovery_only(
     args: &MeasureArgs,
     discovered: &[String],
+    by_network: &BTreeMap<String, Vec<String>>,
     discovery_time: Duration,
     interrupts: &Interrupts,
 ) -> i32 {
     let wanted = args.expect.map(|e| e as usize);
     let interrupted = interrupts.received();
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "discovered": discovered.len(),
-                "expected": wanted,
-                "seconds": discovery_time.as_secs_f64(),
-                "interrupted": interrupted.map(|i| i.name()),
-            })
-        );
+        let mut out = serde_json::json!({
+            "discovered": discovered.len(),
+            "expected": wanted,
+            "seconds": discovery_time.as_secs_f64(),
+            "interrupted": interrupted.map(|i| i.name()),
+        });
+        if !by_network.is_empty() {
+            out["networks"] = by_network
+                .iter()
+                .map(|(n, ids)| (n.clone(), serde_json::json!(ids.len())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        println!("{out}");
     } else {
+        let nets = per_network(by_network);
         match wanted {
-            Some(n) => println!("discovered {} of {n} expected nodes", discovered.len()),
-            None => println!("discovered {} nodes", discovered.len()),
+            Some(n) => println!(
+                "discovered {} of {n} expected nodes{nets}",
+                discovered.len()
+            ),
+            None => println!("discovered {} nodes{nets}", discovered.len()),
         }
         if let Some(signal) = interrupted {
             println!("interrupted by {}", signal.name());
@@ -257,6 +374,94 @@ fn discovery_only(
         return signal.exit_code();
     }
     i32::from(discovered.len() < wanted.unwrap_or(1))
+}
+
+/// One call of a request: the whole collective, or one federation network.
+struct Part {
+    network: Option<String>,
+    call: Call,
+    expected: Arc<BTreeSet<String>>,
+}
+
+/// Sends one request: its one call, or through federation every network's call at once, each
+/// accounted against its network's identities and summed into one account.
+async fn send_parts(
+    client: &Client,
+    parts: &[Part],
+    batch: (usize, f64),
+    expect: usize,
+    stop: watch::Receiver<bool>,
+) -> Result<RequestAccount, MeasureError> {
+    if let [
+        Part {
+            network: None,
+            call,
+            expected,
+        },
+    ] = parts
+    {
+        return send(client, call, batch, expected, expect, stop).await;
+    }
+    let sends = parts.iter().map(|part| {
+        let stop = stop.clone();
+        async move {
+            let account = match &part.call.targets {
+                // Direct mode and nothing discovered there: nothing to send.
+                Targets::Direct(nodes) if nodes.is_empty() => RequestAccount::default(),
+                Targets::Direct(_) | Targets::Broadcast => {
+                    let n = part.expected.len();
+                    send(client, &part.call, batch, &part.expected, n, stop).await?
+                }
+            };
+            Ok::<_, MeasureError>((part.network.clone().unwrap_or_default(), account))
+        }
+    });
+    let mut whole = RequestAccount::default();
+    let mut known = 0;
+    for (network, part) in futures::future::try_join_all(sends).await? {
+        known += part.expected;
+        whole = add(whole, &part);
+        whole.networks.insert(network, part);
+    }
+    // The --expect surplus over what discovery found belongs to no network.
+    let surplus = expect.saturating_sub(known);
+    whole.missing_unknown += surplus;
+    whole.expected += surplus;
+    Ok(whole)
+}
+
+#[cfg(test)]
+pub(crate) fn tests_add(a: RequestAccount, b: &RequestAccount) -> RequestAccount {
+    add(a, b)
+}
+
+/// `a` plus `b`, sent at the same time (through different networks).
+fn add(mut a: RequestAccount, b: &RequestAccount) -> RequestAccount {
+    a.requestid = match (a.requestid.is_empty(), b.requestid.is_empty()) {
+        (true, _) => b.requestid.clone(),
+        (false, true) => a.requestid,
+        (false, false) => format!("{},{}", a.requestid, b.requestid),
+    };
+    a.expected += b.expected;
+    a.published += b.published;
+    a.publish_ns = a.publish_ns.max(b.publish_ns);
+    a.request_ns = a.request_ns.max(b.request_ns);
+    a.messages += b.messages;
+    a.answered += b.answered;
+    a.ok += b.ok;
+    for (code, n) in &b.failed {
+        *a.failed.entry(*code).or_default() += n;
+    }
+    a.duplicates += b.duplicates;
+    a.late += b.late;
+    a.bad_hash += b.bad_hash;
+    a.malformed += b.malformed;
+    a.unexpected += b.unexpected;
+    a.missing.extend(b.missing.iter().cloned());
+    a.missing_unknown += b.missing_unknown;
+    a.interrupted |= b.interrupted;
+    a.times.extend(b.times.iter().cloned());
+    a
 }
 
 async fn send(
@@ -438,6 +643,101 @@ mod tests {
         assert_eq!(missing.exit_code(), 2);
         let bad = args(&["--server", "nohost"]).plan(env).unwrap_err();
         assert!(matches!(bad, MeasureError::Server(_)), "{bad}");
+    }
+
+    #[test]
+    fn federation_networks_come_from_the_flag_the_environment_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("client.conf");
+        std::fs::write(
+            &file,
+            "plugin.choria.middleware_hosts = c1:4222\n\
+             plugin.choria.federation_middleware_hosts = fed1:4222, fed2:4222\n\
+             plugin.choria.federation.collectives = f1, f2\n",
+        )
+        .unwrap();
+        let config = file.display().to_string();
+        let env = |name: &str| (name == "CHORIA_FED_COLLECTIVE").then(|| "e1,e2".to_owned());
+        let p = args(&["--federation", "a,b", "-c", &config])
+            .plan(env)
+            .unwrap();
+        assert_eq!(p.federation, vec!["a", "b"]);
+        assert_eq!(
+            p.servers,
+            vec!["nats://fed1:4222", "nats://fed2:4222"],
+            "a federated client connects to the federation network"
+        );
+        let p = args(&["-c", &config]).plan(env).unwrap();
+        assert_eq!(p.federation, vec!["e1", "e2"]);
+        let p = args(&["-c", &config]).plan(|_| None).unwrap();
+        assert_eq!(p.federation, vec!["f1", "f2"]);
+        let p = args(&["-c", &config, "--server", "s:1"])
+            .plan(|_| None)
+            .unwrap();
+        assert_eq!(p.servers, vec!["nats://s:1"], "--server still wins");
+        let p = args(&["--server", "s:1"]).plan(|_| None).unwrap();
+        assert!(p.federation.is_empty());
+        let plain = dir.path().join("plain.conf");
+        std::fs::write(&plain, "plugin.choria.middleware_hosts = c1:4222\n").unwrap();
+        let p = args(&["-c", &plain.display().to_string()])
+            .plan(|_| None)
+            .unwrap();
+        assert_eq!(
+            (p.servers, p.federation),
+            (vec!["nats://c1:4222".to_owned()], Vec::<String>::new())
+        );
+        for (bad, message) in [
+            (
+                "a.b",
+                "--federation: network \"a.b\" is not a single subject token (no dots, spaces or wildcards)",
+            ),
+            ("a,a", "--federation: network \"a\" is named twice"),
+            (
+                "n*",
+                "--federation: network \"n*\" is not a single subject token (no dots, spaces or wildcards)",
+            ),
+        ] {
+            let e = args(&["--server", "s:1", "--federation", bad])
+                .plan(|_| None)
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.to_string(), message);
+        }
+        let e = args(&["--server", "s:1"])
+            .plan(|n| (n == "CHORIA_FED_COLLECTIVE").then(|| "x>".to_owned()))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("CHORIA_FED_COLLECTIVE: "), "{e}");
+    }
+
+    #[test]
+    fn federated_parts_add_up_to_the_request() {
+        let part = |id: &str, ok: usize, missing: &[&str]| RequestAccount {
+            requestid: id.into(),
+            expected: ok + missing.len(),
+            published: 1,
+            messages: ok,
+            answered: ok,
+            ok,
+            missing: missing.iter().map(|s| s.to_string()).collect(),
+            times: (0..ok).map(|i| (format!("{id}-{i}"), 1)).collect(),
+            ..RequestAccount::default()
+        };
+        let mut whole = RequestAccount::default();
+        for p in [part("a", 3, &[]), part("b", 1, &["b-1", "b-2"])] {
+            whole = add(whole, &p);
+            whole.networks.insert(p.requestid.clone(), p);
+        }
+        assert_eq!(whole.requestid, "a,b");
+        assert_eq!((whole.expected, whole.answered), (6, 4));
+        assert_eq!(whole.missing, vec!["b-1", "b-2"]);
+        assert!(whole.closes(), "{whole:?}");
+        let mut broken = whole.clone();
+        broken.networks.get_mut("a").unwrap().messages += 1;
+        assert!(!broken.closes(), "a part that does not close");
+        let mut broken = whole.clone();
+        broken.networks.get_mut("a").unwrap().ok -= 1;
+        broken.networks.get_mut("a").unwrap().failed.insert(1, 1);
+        assert!(!broken.closes(), "parts that do not add up to the whole");
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Client {
             filter.agent.push(call.agent.clone());
         }
         let now = unix_now();
-        let body = codec::encode_request(&RequestParts {
+        let parts = RequestParts {
             requestid: &requestid,
             senderid: &o.senderid,
             callerid: &o.callerid,
@@ -238,8 +238,7 @@ impl Client {
             filter: &filter,
             message: &message,
             reply_to: &reply_subject,
-        });
-        let body = bytes::Bytes::from(body);
+        };
         let started = Instant::now();
         let subjects: Vec<String> = match &call.targets {
             Targets::Broadcast => vec![subject::broadcast(&o.collective, &call.agent)],
@@ -248,10 +247,28 @@ impl Client {
                 .map(|id| subject::node(&o.collective, id))
                 .collect(),
         };
+        // What is published where: one message per subject, or through federation one message
+        // per 200 subjects, all to the network's federation subject.
+        let messages: Vec<(String, bytes::Bytes)> = match &call.federation {
+            None => {
+                let body = bytes::Bytes::from(codec::encode_request(&parts));
+                subjects.iter().map(|s| (s.clone(), body.clone())).collect()
+            }
+            Some(network) => {
+                let to = subject::federation(network);
+                subjects
+                    .chunks(codec::MAX_FEDERATION_TARGETS)
+                    .map(|chunk| {
+                        let body = codec::encode_federated_request(&parts, chunk);
+                        (to.clone(), bytes::Bytes::from(body))
+                    })
+                    .collect()
+            }
+        };
         let mut published = 0;
         let sent = within(
             async {
-                for s in &subjects {
+                for (s, body) in &messages {
                     let result = match o.dialect {
                         Dialect::Go => self.nats.publish(s.clone(), body.clone()).await,
                         Dialect::Ruby => {

@@ -13,6 +13,10 @@
 //! an expected one. A broadcast without known identities (discovery) ends after
 //! [`Call::expected`] distinct senders.
 //!
+//! With [`Call::federation`] the request goes through a federation broker instead: one message
+//! per 200 targets to `choria.federation.<network>.federation`, as a federated Choria client
+//! sends it.
+//!
 //! The request is exactly what a Choria client sends; see `docs/protocol.md` for the field set.
 
 mod call;
@@ -108,6 +112,11 @@ pub struct Call {
     pub expected_senders: Option<Arc<BTreeSet<String>>>,
     /// After the deadline, keep listening this long and record replies as late.
     pub late_window: Duration,
+    /// Send through federation: publish to `choria.federation.<network>.federation` (on the
+    /// federation network the client is connected to) with the `federation` header naming the
+    /// subjects above as targets, at most 200 per message. Replies come back on the usual reply
+    /// subject, through the network's federation broker.
+    pub federation: Option<String>,
 }
 
 impl Call {
@@ -122,6 +131,7 @@ impl Call {
             expected: None,
             expected_senders: None,
             late_window: Duration::ZERO,
+            federation: None,
         }
     }
 
@@ -145,6 +155,7 @@ impl Call {
             expected: None,
             expected_senders: None,
             late_window: Duration::ZERO,
+            federation: None,
         }
     }
 }

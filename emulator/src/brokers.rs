@@ -33,9 +33,16 @@ impl PrivateBrokers {
         }
     }
 
-    /// How many servers a fleet of `instances` needs when each holds `budget` clients.
+    /// How many servers a fleet of `instances` needs when each holds `budget` clients: one
+    /// when one server holds the fleet, else one more than the fleet fills, so that the
+    /// survivors of a member's crash can hold its clients (N + 1).
     pub fn members_for(instances: u64, budget: u64) -> u32 {
-        u32::try_from(instances.div_ceil(budget.max(1))).unwrap_or(u32::MAX)
+        let needed = u32::try_from(instances.div_ceil(budget.max(1))).unwrap_or(u32::MAX);
+        if needed <= 1 {
+            1
+        } else {
+            needed.saturating_add(1)
+        }
     }
 
     fn servers(&self) -> Vec<&LocalNatsServer> {
@@ -76,5 +83,18 @@ impl PrivateBrokers {
             PrivateBrokers::One(s) => s.stop(),
             PrivateBrokers::Cluster(c) => c.stop(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_has_room_for_a_member_s_clients_after_it_crashes() {
+        assert_eq!(PrivateBrokers::members_for(19_000, 19_744), 1);
+        assert_eq!(PrivateBrokers::members_for(50_000, 19_744), 4);
+        // After one of the four is gone, each survivor holds a third, within its budget.
+        assert!(50_000u64.div_ceil(3) <= 19_744);
     }
 }

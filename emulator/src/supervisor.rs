@@ -245,6 +245,8 @@ fn worker_args(
         (config.connect_concurrency / workers).max(1).to_string(),
         "--max-message".into(),
         config.max_message.to_string(),
+        "--server-strategy".into(),
+        config.server_strategy.as_str().to_owned(),
         "--classes".into(),
         config.classes.join(","),
         "--shards".into(),

@@ -3,6 +3,7 @@
 //! node daemons. Every server is real (nats-server on loopback); binaries of other crates are
 //! found, or built, with `testkit::workspace_binary`.
 
+mod broker_fault;
 mod common;
 mod federated_measure;
 mod federation;

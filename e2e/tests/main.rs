@@ -5,6 +5,7 @@
 
 mod broker_fault;
 mod common;
+mod faults;
 mod federated_measure;
 mod federation;
 mod layout;

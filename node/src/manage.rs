@@ -471,21 +471,7 @@ impl Manager {
                 })
             }
             None => {
-                let message = match &tracked {
-                    Some(t) => match t.liveness() {
-                        Liveness::Running => format!(
-                            "emulator pid {} is alive but /debug/vars on port {port} does not answer",
-                            t.pid
-                        ),
-                        Liveness::Exited(how) => format!(
-                            "the emulator (pid {}) died ({how}): {}; see {}",
-                            t.pid,
-                            first_error_line(&t.log),
-                            t.log.display()
-                        ),
-                    },
-                    None => "not running".to_owned(),
-                };
+                let message = silent_status("emulator", tracked.as_ref(), port);
                 json!({"running": false, "pid": 0, "name": "", "instances": 0, "connected": 0, "tls": false, "memory": 0, "message": message})
             }
         }
@@ -680,21 +666,7 @@ impl Manager {
                 })
             }
             None => {
-                let message = match &tracked {
-                    Some(t) => match t.liveness() {
-                        Liveness::Running => format!(
-                            "federation broker pid {} is alive but /debug/vars on port {port} does not answer",
-                            t.pid
-                        ),
-                        Liveness::Exited(how) => format!(
-                            "the federation broker (pid {}) died ({how}): {}; see {}",
-                            t.pid,
-                            first_error_line(&t.log),
-                            t.log.display()
-                        ),
-                    },
-                    None => "not running".to_owned(),
-                };
+                let message = silent_status("federation broker", tracked.as_ref(), port);
                 json!({"running": false, "pid": 0, "cluster": "", "federation_servers": "",
                        "collective_servers": "", "connected": 0, "received": 0, "forwarded": 0,
                        "replies": 0, "message": message})
@@ -706,6 +678,25 @@ impl Manager {
 /// The first line of the error a program printed before exiting, from the end of its log:
 /// the line after `Error: ` (anyhow's report; what follows, causes and a backtrace, is left
 /// to the log), else a panic's message, else the last non-empty line.
+/// What `status` says of a process whose `/debug/vars` on `port` does not answer.
+fn silent_status(what: &str, tracked: Option<&Tracked>, port: u16) -> String {
+    match tracked {
+        Some(t) => match t.liveness() {
+            Liveness::Running => format!(
+                "{what} pid {} is alive but /debug/vars on port {port} does not answer",
+                t.pid
+            ),
+            Liveness::Exited(how) => format!(
+                "the {what} (pid {}) died ({how}): {}; see {}",
+                t.pid,
+                first_error_line(&t.log),
+                t.log.display()
+            ),
+        },
+        None => "not running".to_owned(),
+    }
+}
+
 pub fn first_error_line(log: &Path) -> String {
     const TAIL: u64 = 64 * 1024;
     let text = read_tail(log, TAIL).unwrap_or_default();

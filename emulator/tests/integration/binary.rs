@@ -257,31 +257,8 @@ fn environment_variables_set_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once_while_stopping() {
-    let mut child = Command::new(BIN)
-        .args([
-            "-i",
-            "3",
-            "--name",
-            "twice",
-            "-p",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    tokio::time::timeout(Duration::from_secs(20), ready)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = start_private("twice", tmp.path()).await;
     // A frozen private broker ignores SIGTERM, so the graceful stop waits for its grace period.
     let broker = nats_server_children(child.id());
     assert_eq!(broker.len(), 1);
@@ -317,7 +294,7 @@ async fn a_second_signal_exits_at_once_while_stopping() {
         "the second signal left the private nats-server {broker} running"
     );
     assert!(
-        broker_dirs(child.id()).is_empty(),
+        broker_dirs(tmp.path(), child.id()).is_empty(),
         "the second signal left the broker's directory behind"
     );
 }
@@ -333,9 +310,9 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// The private-broker directories of emulator process `pid` in the temp directory.
-fn broker_dirs(pid: u32) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
+/// The private-broker directories of emulator process `pid` in the temp directory `tmp`.
+fn broker_dirs(tmp: &std::path::Path, pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tmp)
         .unwrap()
         .flatten()
         .map(|e| e.path())

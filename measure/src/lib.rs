@@ -6,12 +6,14 @@
 //! - [`scrape`] (`emulator scrape`): `/debug/vars` and nats-server monitoring sampled into a
 //!   time series and a page.
 //! - [`report`]: the self-contained HTML pages and SVG plots both write.
+//! - [`live`]: the live fleet page the emulator serves at `/`.
 //!
 //! The library is used by the `emulator` binary's `measure` and `scrape` subcommands.
 
 pub mod account;
 pub mod args;
 pub mod error;
+pub mod live;
 mod progress;
 pub mod report;
 pub mod results;

@@ -5,16 +5,20 @@
 //!   private broker) plus its monitoring endpoints `/varz`, `/connz` (all pages) and `/subsz`.
 //! - [`workspace_binary`]: the programs of the other crates, for end-to-end tests.
 //! - [`Etcd`]: a real `etcd` 3.4 member on free loopback ports ([`etcd`]).
+//! - [`Prometheus`] and [`promtool_check`]: a real Prometheus scraping loopback targets, and
+//!   `promtool check metrics` on an exposition text ([`prometheus`]).
 //! - [`ConsulConformance`]: an in-process server following the documented Consul KV and
 //!   session HTTP semantics ([`consul`]); it is not Consul.
 
 pub mod consul;
 pub mod etcd;
 pub mod process;
+pub mod prometheus;
 
 pub use consul::ConsulConformance;
 pub use etcd::Etcd;
 pub use process::{ChildGuard, port_for_child, workspace_binary};
+pub use prometheus::{Prometheus, promtool_check};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -74,6 +74,19 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `text` as a URL query value: unreserved characters kept, every other byte `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (`host:port`) every second; panics with the reason
     /// if it cannot (e.g. `prometheus` is not installed).
@@ -141,11 +154,10 @@ impl Prometheus {
     /// The `data` of an instant query through `/api/v1/query`; `Err` when Prometheus refuses
     /// it or does not answer.
     pub async fn query(&self, expr: &str) -> Result<serde_json::Value, String> {
-        let url = format!("{}/api/v1/query", self.url);
+        let url = format!("{}/api/v1/query?query={}", self.url, percent_encode(expr));
         let body: serde_json::Value = self
             .http
             .get(&url)
-            .query(&[("query", expr)])
             .send()
             .await
             .map_err(|e| format!("GET {url}: {e}"))?

@@ -1,6 +1,7 @@
 //! The workspace's layout rules (STYLE.md), checked from `cargo metadata`: testkit depends on
 //! no program it tests, nothing depends on a binary-only crate, and the emulator holds no
-//! measuring, scraping, HTML or node-daemon code.
+//! measuring, scraping, HTML or node-daemon code. (The live page it serves at `/` is
+//! `measure::live`, kept with the other pages in `measure`; the emulator only routes to it.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

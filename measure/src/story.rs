@@ -210,6 +210,9 @@ fn replies_per_second(accounts: &[RequestAccount]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Points of one chart line drawn from one source's samples.
+type Line<'a> = &'a dyn Fn(&[&BrokerSample]) -> Vec<(f64, f64)>;
+
 /// The broker charts, empty without samples. Every chart spans the same seconds.
 pub fn broker_charts(accounts: &[RequestAccount], broker: &BrokerTimeline) -> Vec<String> {
     if broker.samples.is_empty() {
@@ -226,7 +229,7 @@ pub fn broker_charts(accounts: &[RequestAccount], broker: &BrokerTimeline) -> Ve
         .map(|s| s.t)
         .chain(replies.iter().map(|(t, _)| *t))
         .fold(1.0f64, f64::max);
-    let per_source = |name: &str, f: &dyn Fn(&[&BrokerSample]) -> Vec<(f64, f64)>| {
+    let per_source = |name: &str, f: Line<'_>| {
         by_source
             .iter()
             .map(|(src, s)| Series {

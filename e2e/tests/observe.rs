@@ -97,13 +97,18 @@ async fn dom(url: &str, budget_ms: u32) -> String {
         .unwrap()
 }
 
-/// Takes a screenshot and checks it is a PNG with something drawn (not a blank page's few KB).
-async fn screenshot(url: &str, budget_ms: u32, path: &Path) {
-    let (url, file) = (url.to_owned(), path.to_owned());
+/// Takes a screenshot into `<target tmp>/observe/<name>.png` (kept for a person to look at) and
+/// checks it is a PNG with something drawn (not a blank page's few KB).
+async fn screenshot(url: &str, budget_ms: u32, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("observe");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let (url, file) = (url.to_owned(), path.clone());
     tokio::task::spawn_blocking(move || chromium(&url, budget_ms, Some(&file)))
         .await
         .unwrap();
-    let png = std::fs::read(path).expect("chromium wrote the screenshot");
+    let png = std::fs::read(&path).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     assert!(
         png.len() > 30_000,
@@ -236,10 +241,8 @@ async fn the_live_page_shows_the_fleet_and_moves_while_a_measure_runs() {
     ])));
     // Past discovery (1 s), early in the 20 s of requests.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let shots = tempfile::tempdir().unwrap();
-    let busy_png = shots.path().join("live-busy.png");
     let first = dom(&url, 8000).await;
-    let (second, ()) = tokio::join!(dom(&url, 8000), screenshot(&url, 8000, &busy_png));
+    let (second, ()) = tokio::join!(dom(&url, 8000), screenshot(&url, 8000, "live-busy"));
     let result = run.await.unwrap();
     assert!(
         result.status.success(),
@@ -321,7 +324,7 @@ async fn the_live_page_shows_the_fleet_and_moves_while_a_measure_runs() {
         slow.to_string(),
         events.to_string()
     ]));
-    screenshot(&url, 2000, &shots.path().join("live-after.png")).await;
+    screenshot(&url, 2000, "live-after").await;
     running.stop(Duration::from_secs(5)).await;
 }
 
@@ -379,6 +382,7 @@ async fn the_supervisor_serves_the_live_page_over_its_workers_and_promtool_accep
         assert_eq!((row[2].as_str(), row[3].as_str()), ("10", "10"));
     }
     assert_eq!(rows(&page, "brokers").len(), 1, "the private broker");
+    screenshot(&format!("{base}/"), 3000, "live-supervisor").await;
     drop(guard);
 }
 
@@ -616,7 +620,7 @@ async fn the_report_tells_who_was_slow_missing_and_failing_and_what_the_broker_d
     screenshot(
         &format!("file://{}", out.join("report.html").display()),
         1000,
-        &dir.path().join("report.png"),
+        "report",
     )
     .await;
     running.stop(Duration::from_secs(5)).await;
@@ -743,6 +747,12 @@ async fn compare_calls_a_slowed_fleet_a_regression_and_a_rerun_not() {
         1,
         "the percentiles of both runs"
     );
+    screenshot(
+        &format!("file://{}", dir.path().join("c2/compare.html").display()),
+        1000,
+        "compare",
+    )
+    .await;
 
     // A run that is not there is a usage error.
     let missing = compare(&[&p("a1"), &p("nowhere")]).await;

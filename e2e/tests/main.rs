@@ -11,4 +11,5 @@ mod federation;
 mod layout;
 mod measure;
 mod node;
+mod observe;
 mod playbooks;

@@ -1,5 +1,6 @@
-//! The HTTP listener: `/debug/vars` (expvar-style JSON, as the original emulator served) and
-//! `/metrics` (Prometheus text).
+//! The HTTP listener: `/debug/vars` (expvar-style JSON, as the original emulator served),
+//! `/metrics` (Prometheus text) and `/`, the live fleet page (`measure::live`) that polls
+//! `/debug/vars`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub(crate) fn spawn(
 /// Serves until `cancel`.
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
     let app = Router::new()
+        .route("/", get(live_page))
         .route("/debug/vars", get(serve_debug_vars))
         .route("/metrics", get(metrics))
         .with_state(shared);
@@ -98,5 +100,16 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             &shared.stats.snapshot(shared.fault_counts()),
             ProcessMemory::read().rss,
         ),
+    )
+}
+
+/// The live fleet page (static; it polls `/debug/vars` from the browser).
+pub(crate) async fn live_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        measure::live::PAGE,
     )
 }

@@ -6,7 +6,7 @@
 //! `--server` was given → start each worker with its share (`--worker-offset`,
 //! `--fleet-instances`), its own loopback source addresses and an HTTP port of its own, and read
 //! its ready line → serve one `/debug/vars` and `/metrics` that sum the workers', with a
-//! per-worker breakdown → watch the workers: one that dies is started again (at most
+//! per-worker breakdown, and the live page at `/` over them → watch the workers: one that dies is started again (at most
 //! `--worker-restarts` times each), else the fleet stops with an error → on shutdown, SIGTERM
 //! every worker and wait, SIGKILL what is left. Workers are tied to the supervisor by the kernel
 //! (`PR_SET_PDEATHSIG`) and registered for the emergency clean-up, so none is ever orphaned.
@@ -462,6 +462,7 @@ async fn serve(listener: std::net::TcpListener, view: Arc<View>, cancel: Cancell
         }
     };
     let app = Router::new()
+        .route("/", get(crate::http::live_page))
         .route("/debug/vars", get(serve_vars))
         .route("/metrics", get(serve_metrics))
         .with_state(view);

@@ -28,6 +28,9 @@ pub struct RequestAccount {
     pub ok: usize,
     /// Failed replies by statuscode.
     pub failed: BTreeMap<u8, usize>,
+    /// Each failed reply's identity and statuscode (the report's failures by identity).
+    #[serde(skip)]
+    pub failed_identities: Vec<(String, u8)>,
     /// A second on-time reply from an identity that already answered.
     pub duplicates: usize,
     /// Replies after the deadline.
@@ -47,6 +50,10 @@ pub struct RequestAccount {
     /// First on-time reply of each identity: (identity, nanoseconds since publishing began).
     #[serde(skip)]
     pub times: Vec<(String, u128)>,
+    /// When the request began, in nanoseconds since the first request of the run began: with
+    /// `times` it puts each reply on the run's time axis (the report's broker plots).
+    #[serde(skip)]
+    pub started_ns: u128,
     /// Through federation: each network's part of the request (its own request id and reply
     /// subject), of which this account is the sum. Empty without federation.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -144,6 +151,7 @@ pub fn account(
                             a.ok += 1;
                         } else {
                             *a.failed.entry(code).or_default() += 1;
+                            a.failed_identities.push((reply.sender.clone(), code));
                         }
                         answered.insert(reply.sender.clone());
                         a.times

@@ -98,12 +98,33 @@ pub struct MeasureArgs {
     /// Fraction of expected replies that may be lost before the exit code is 1.
     #[arg(long, default_value_t = 0.0)]
     pub tolerance: f64,
+    /// nats-server monitor URL (`http://host:8222`) whose /varz is sampled during the run and
+    /// drawn in report.html on the time axis of the replies (repeatable).
+    #[arg(long = "broker-monitor", value_name = "URL")]
+    pub broker_monitor: Vec<String>,
+    /// Seconds between --broker-monitor samples.
+    #[arg(long, default_value_t = 1.0)]
+    pub monitor_interval: f64,
+    /// samples.jsonl of an `emulator scrape` that ran alongside: its broker samples are drawn
+    /// in report.html, placed by wall clock.
+    #[arg(long, value_name = "FILE")]
+    pub scrape_samples: Option<PathBuf>,
+    /// `emulator measure compare RUN_A RUN_B`: compare two results directories.
+    #[command(subcommand)]
+    pub command: Option<MeasureCommand>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// What `emulator measure` does instead of measuring.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MeasureCommand {
+    /// Compare two runs' results directories; exits 1 on a regression beyond --threshold.
+    Compare(crate::compare::CompareArgs),
 }
 
 /// How a request reaches the nodes.
@@ -177,6 +198,7 @@ impl MeasureArgs {
             ("--discovery-timeout", self.discovery_timeout),
             ("--batch-sleep", self.batch_sleep),
             ("--tolerance", self.tolerance),
+            ("--monitor-interval", self.monitor_interval),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(MeasureError::flag(
@@ -184,6 +206,12 @@ impl MeasureArgs {
                     format!("must be a non-negative number, got {v}"),
                 ));
             }
+        }
+        if self.monitor_interval == 0.0 {
+            return Err(MeasureError::flag(
+                "--monitor-interval",
+                "must be a positive number of seconds",
+            ));
         }
         if self.tolerance > 1.0 {
             return Err(MeasureError::flag(

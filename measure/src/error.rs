@@ -58,6 +58,21 @@ pub enum MeasureError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An input file given by flag (`--scrape-samples`, a results directory of `compare`)
+    /// cannot be read.
+    #[error("{flag} {}: {source}", .path.display())]
+    ReadInput {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An input file that is not what the flag needs.
+    #[error("{flag} {}: {reason}", .path.display())]
+    BadInput {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     /// Signal handlers could not be installed.
     #[error("cannot listen for SIGINT/SIGTERM: {0}")]
     Signals(std::io::Error),
@@ -80,7 +95,9 @@ impl MeasureError {
             | MeasureError::Server(_)
             | MeasureError::Config(_)
             | MeasureError::NoServers
-            | MeasureError::OutNotWritable { .. } => true,
+            | MeasureError::OutNotWritable { .. }
+            | MeasureError::ReadInput { .. }
+            | MeasureError::BadInput { .. } => true,
             MeasureError::ConnectTimeout { .. }
             | MeasureError::Client(_)
             | MeasureError::NoNodes { .. }

@@ -6,26 +6,38 @@
 //! - [`scrape`] (`emulator scrape`): `/debug/vars` and nats-server monitoring sampled into a
 //!   time series and a page.
 //! - [`report`]: the self-contained HTML pages and SVG plots both write.
+//! - [`live`]: the live fleet page the emulator serves at `/`.
+//! - [`story`] and [`monitor`]: report.html's slowest, missing and failing identities, and
+//!   the broker's `/varz` sampled during the run on the replies' time axis.
+//! - [`compare`] (`emulator measure compare`): two runs' summaries side by side, with
+//!   regressions beyond a threshold.
 //!
 //! The library is used by the `emulator` binary's `measure` and `scrape` subcommands.
 
 pub mod account;
 pub mod args;
+pub mod compare;
 pub mod error;
+pub mod live;
+pub mod monitor;
 mod progress;
 pub mod report;
 pub mod results;
 pub mod run;
 pub mod scrape;
 pub mod signals;
+pub mod story;
 
 pub use error::MeasureError;
 pub use results::Summary;
 pub use run::MeasureArgs;
 pub use scrape::ScrapeArgs;
 
-/// `emulator measure`: [`run::run`], with usage errors printed and turned into exit code 2.
+/// `emulator measure`: [`run::run`] (or `compare`: [`compare::run`]), with usage errors printed and turned into exit code 2.
 pub async fn measure(args: MeasureArgs) -> Result<i32, MeasureError> {
+    if let Some(args::MeasureCommand::Compare(compare)) = &args.command {
+        return error::usage_exits_2(compare::run(compare));
+    }
     error::usage_exits_2(run::run(args).await)
 }
 

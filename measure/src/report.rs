@@ -8,7 +8,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -29,8 +30,20 @@ fn finish(title: &str, svg: String, drawn: Result<(), Box<dyn std::error::Error>
 
 /// A line chart as an SVG string; an error message in a `<p>` when nothing can be drawn.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    line_chart_upto(title, x_label, y_label, series, 0.0)
+}
+
+/// A line chart whose x axis spans at least `0..x_span`, so that charts of one run share an
+/// axis.
+pub fn line_chart_upto(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    x_span: f64,
+) -> String {
     let points = series.iter().flat_map(|s| s.points.iter());
-    let (mut x_max, mut y_max) = (0.0f64, 0.0f64);
+    let (mut x_max, mut y_max) = (x_span.max(0.0) / 1.05, 0.0f64);
     for (x, y) in points {
         x_max = x_max.max(*x);
         y_max = y_max.max(*y);
@@ -109,6 +122,36 @@ pub fn histogram(title: &str, x_label: &str, width: f64, counts: &[usize]) -> St
             Ok(())
         })();
     finish(title, svg, drawn)
+}
+
+/// A table with a heading (`id` on the table), or `empty` in its one row when there are no
+/// rows.
+pub fn table(id: &str, title: &str, headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    let mut out = format!(
+        "<h2>{}</h2>\n<table id=\"{}\"><tr>",
+        escape(title),
+        escape(id)
+    );
+    for h in headers {
+        out.push_str(&format!("<th>{}</th>", escape(h)));
+    }
+    out.push_str("</tr>\n");
+    if rows.is_empty() {
+        out.push_str(&format!(
+            "<tr><td class=\"none\" colspan=\"{}\">{}</td></tr>\n",
+            headers.len(),
+            escape(empty)
+        ));
+    }
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            out.push_str(&format!("<td>{}</td>", escape(cell)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>");
+    out
 }
 
 /// A whole page: a title, a key/value table and the charts.

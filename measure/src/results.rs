@@ -14,6 +14,7 @@ use crate::account::{RequestAccount, buckets};
 use crate::args::MeasureArgs;
 use crate::report::{self, Series};
 use crate::signals::Interrupt;
+use crate::story::{self, BrokerTimeline};
 
 /// Totals over every request.
 #[derive(Debug, Clone, Serialize)]
@@ -475,6 +476,7 @@ pub(super) fn write_all(
     dir: &Path,
     accounts: &[RequestAccount],
     summary: &Summary,
+    broker: &BrokerTimeline,
 ) -> Result<(), (PathBuf, std::io::Error)> {
     std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
     let write = |name: &str, text: String| {
@@ -552,11 +554,11 @@ pub(super) fn write_all(
     let json = serde_json::to_string_pretty(summary)
         .map_err(|e| (dir.join("summary.json"), std::io::Error::other(e)))?;
     write("summary.json", json)?;
-    write("report.html", html(accounts, summary))?;
+    write("report.html", html(accounts, summary, broker))?;
     Ok(())
 }
 
-fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
+fn html(accounts: &[RequestAccount], summary: &Summary, broker: &BrokerTimeline) -> String {
     // Histogram of every reply time, 10 ms wide bins.
     let mut all_times: Vec<(String, u128)> = Vec::new();
     for a in accounts {
@@ -644,11 +646,10 @@ fn html(accounts: &[RequestAccount], summary: &Summary) -> String {
     for (k, v) in &summary.latency_ms {
         facts.push((format!("latency {k}"), format!("{v:.2} ms")));
     }
-    report::page(
-        "Choria fleet measurement",
-        &facts,
-        &[hist, cum, bucket_chart],
-    )
+    let mut sections = story::tables(accounts);
+    sections.extend([hist, cum, bucket_chart]);
+    sections.extend(story::broker_charts(accounts, broker));
+    report::page("Choria fleet measurement", &facts, &sections)
 }
 
 #[cfg(test)]

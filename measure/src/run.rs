@@ -3,7 +3,8 @@
 //! Stages: check the flags (and that `--out` can be written) → connect → discover (the
 //! identities every later request is checked against) → requests (closed loop: `--concurrency`
 //! requesters each sending `--rounds` requests; open loop: `--rate` requests per second) →
-//! [`account`] each request → [`results`] (CSV, JSON, HTML) → summary table and exit code.
+//! [`account`] each request (meanwhile `--broker-monitor` samples the broker) → [`results`]
+//! (CSV, JSON, HTML) → summary table and exit code.
 //! SIGINT or SIGTERM stops sending, cuts the requests in flight short and goes on from
 //! accounting with what is in.
 
@@ -17,9 +18,11 @@ use tokio::sync::watch;
 use crate::account::{RequestAccount, account};
 pub use crate::args::{ClientDialect, MeasureArgs, Mode};
 use crate::error::MeasureError;
+use crate::monitor::{self, Sampler};
 use crate::progress::progress;
 use crate::results::{self, Summary};
 use crate::signals::{self, Interrupts};
+use crate::story::BrokerTimeline;
 
 /// Runs the measurement; returns the process exit code.
 pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
@@ -134,6 +137,16 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
     };
     let bar = progress(total, plain, "requests");
     let started = Instant::now();
+    let origin_unix = monitor::unix_now();
+    let sampler = if args.broker_monitor.is_empty() {
+        None
+    } else {
+        Some(Sampler::start(
+            &args.broker_monitor,
+            Duration::from_secs_f64(args.monitor_interval),
+            started,
+        )?)
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let spawn = |tasks: &mut tokio::task::JoinSet<_>, round: usize, worker: usize| {
         let client = client.clone();
@@ -141,10 +154,12 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
         let batch = (args.batch_size, args.batch_sleep);
         let stop = interrupts.stop.clone();
         tasks.spawn(async move {
+            let begun = started.elapsed().as_nanos();
             let result = send_parts(&client, &calls, batch, expect, stop).await;
             result.map(|mut a| {
                 a.round = round;
                 a.worker = worker;
+                a.started_ns = begun;
                 a
             })
         });
@@ -193,6 +208,7 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
         }
     }
     let wall = started.elapsed();
+    let broker = broker_timeline(&args, sampler, origin_unix).await;
     bar.finish_and_clear();
     accounts.sort_by_key(|a| (a.round, a.worker));
     for (i, a) in accounts.iter_mut().enumerate() {
@@ -206,7 +222,7 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
     let interrupted = interrupts.received();
     summary.set_interrupted(interrupted, total as usize);
     let written = match &args.out {
-        Some(dir) => results::write_all(dir, &accounts, &summary)
+        Some(dir) => results::write_all(dir, &accounts, &summary, &broker)
             .map_err(|(path, source)| MeasureError::Write { path, source }),
         None => Ok(()),
     };
@@ -245,6 +261,39 @@ pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The broker samples for the report: those `--broker-monitor` took during the run, and those
+/// of `--scrape-samples` (a file that cannot be read is reported and left out, so that the run
+/// is not lost).
+async fn broker_timeline(
+    args: &MeasureArgs,
+    sampler: Option<Sampler>,
+    origin_unix: f64,
+) -> BrokerTimeline {
+    let mut timeline = BrokerTimeline::default();
+    let mut from = Vec::new();
+    if let Some(sampler) = sampler {
+        let (samples, failed) = sampler.finish().await;
+        timeline.samples = samples;
+        timeline.unusable += failed;
+        from.push(format!(
+            "--broker-monitor {}",
+            args.broker_monitor.join(",")
+        ));
+    }
+    if let Some(path) = &args.scrape_samples {
+        match monitor::read_scrape_samples(path, origin_unix) {
+            Ok((samples, skipped)) => {
+                timeline.samples.extend(samples);
+                timeline.unusable += skipped;
+                from.push(format!("--scrape-samples {}", path.display()));
+            }
+            Err(e) => eprintln!("warning: {e}; the report has no broker samples from it"),
+        }
+    }
+    timeline.from = from.join(" and ");
+    timeline
 }
 
 /// What discovery found: every identity in arrival order, and through federation each
@@ -452,6 +501,8 @@ fn add(mut a: RequestAccount, b: &RequestAccount) -> RequestAccount {
     for (code, n) in &b.failed {
         *a.failed.entry(*code).or_default() += n;
     }
+    a.failed_identities
+        .extend(b.failed_identities.iter().cloned());
     a.duplicates += b.duplicates;
     a.late += b.late;
     a.bad_hash += b.bad_hash;
@@ -514,6 +565,7 @@ fn merge(mut a: RequestAccount, b: RequestAccount) -> RequestAccount {
     for (code, n) in b.failed {
         *a.failed.entry(code).or_default() += n;
     }
+    a.failed_identities.extend(b.failed_identities);
     a.duplicates += b.duplicates;
     a.late += b.late;
     a.bad_hash += b.bad_hash;

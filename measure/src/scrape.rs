@@ -85,6 +85,7 @@ async fn nats_fields(http: &reqwest::Client, base: &str) -> Result<Value, String
         "subscriptions": subsz["num_subscriptions"],
         "slow_consumers": varz["slow_consumers"],
         "mem_bytes": varz["mem"],
+        "cpu": varz["cpu"],
         "in_msgs": varz["in_msgs"],
         "out_msgs": varz["out_msgs"],
     }))
@@ -137,13 +138,17 @@ pub async fn run(args: ScrapeArgs) -> Result<i32, MeasureError> {
             () = interrupts.wait() => break,
         }
         let t = started.elapsed().as_secs_f64();
+        // Wall-clock time too, so that `measure --scrape-samples` can place the samples.
+        let unix = crate::monitor::unix_now();
         for base in &args.vars {
             let url = vars_url(base);
             let line = match get(&http, &url).await.and_then(|v| emulator_fields(&v)) {
-                Ok(fields) => json!({"t": t, "kind": "emulator", "source": url, "fields": fields}),
+                Ok(fields) => {
+                    json!({"t": t, "unix": unix, "kind": "emulator", "source": url, "fields": fields})
+                }
                 Err(e) => {
                     errors += 1;
-                    json!({"t": t, "kind": "emulator", "source": url, "error": e})
+                    json!({"t": t, "unix": unix, "kind": "emulator", "source": url, "error": e})
                 }
             };
             writeln!(file, "{line}").map_err(write_error(&path))?;
@@ -151,10 +156,10 @@ pub async fn run(args: ScrapeArgs) -> Result<i32, MeasureError> {
         }
         for base in &args.nats {
             let line = match nats_fields(&http, base).await {
-                Ok(f) => json!({"t": t, "kind": "nats", "source": base, "fields": f}),
+                Ok(f) => json!({"t": t, "unix": unix, "kind": "nats", "source": base, "fields": f}),
                 Err(e) => {
                     errors += 1;
-                    json!({"t": t, "kind": "nats", "source": base, "error": e})
+                    json!({"t": t, "unix": unix, "kind": "nats", "source": base, "error": e})
                 }
             };
             writeln!(file, "{line}").map_err(write_error(&path))?;

@@ -5,6 +5,8 @@
 //!   private broker) plus its monitoring endpoints `/varz`, `/connz` (all pages) and `/subsz`.
 //! - [`workspace_binary`]: the programs of the other crates, for end-to-end tests.
 //! - [`Etcd`]: a real `etcd` 3.4 member on free loopback ports ([`etcd`]).
+//! - [`Prometheus`] and [`promtool_check`]: a real Prometheus scraping loopback targets, and
+//!   `promtool check metrics` on an exposition text ([`prometheus`]).
 //! - [`ConsulConformance`]: an in-process server following the documented Consul KV and
 //!   session HTTP semantics ([`consul`]); it is not Consul.
 //! - [`PuppetDb`]: a real PuppetDB and PostgreSQL on free loopback ports, loaded with 36 nodes'
@@ -13,11 +15,13 @@
 pub mod consul;
 pub mod etcd;
 pub mod process;
+pub mod prometheus;
 pub mod puppetdb;
 
 pub use consul::ConsulConformance;
 pub use etcd::Etcd;
 pub use process::{ChildGuard, port_for_child, workspace_binary};
+pub use prometheus::{Prometheus, promtool_check};
 pub use puppetdb::PuppetDb;
 
 use std::collections::BTreeMap;

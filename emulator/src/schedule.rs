@@ -172,25 +172,30 @@ mod tests {
         assert!(none.offsets().all(|o| o.is_zero()));
     }
 
-    #[tokio::test(start_paused = true)]
+    // A real clock (tokio's test-util is not enabled in this workspace): a 200 ms interval,
+    // and a generous 2 s bound for three wake-ups on a shared machine.
+    #[tokio::test]
     async fn drive_wakes_each_instance_once_per_interval() {
         let schedule = Arc::new(Schedule::new(3));
-        let phases = Phases::new(unix_ms(), Duration::from_secs(2), false, 0, 0, 3);
+        let phases = Phases::new(unix_ms(), Duration::from_millis(200), false, 0, 0, 3);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(drive(Arc::clone(&schedule), phases, cancel.clone()));
+        let begun = Instant::now();
         let mut woke = 0;
         for _ in 0..3 {
             for local in 0..3 {
                 tokio::time::timeout(
-                    Duration::from_millis(2100),
+                    Duration::from_secs(2),
                     schedule.slot(local).unwrap().notified(),
                 )
                 .await
-                .expect("woken within the interval");
+                .expect("woken within the bound");
                 woke += 1;
             }
         }
         assert_eq!(woke, 9);
+        // Three wake-ups of one slot need two whole intervals after the first.
+        assert!(begun.elapsed() >= Duration::from_millis(390), "{:?}", begun.elapsed());
         cancel.cancel();
         task.await.unwrap();
     }

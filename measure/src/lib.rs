@@ -5,6 +5,8 @@
 //!   exit code.
 //! - [`scrape`] (`emulator scrape`): `/debug/vars` and nats-server monitoring sampled into a
 //!   time series and a page.
+//! - [`registration`] (`emulator measure --registration`): listen → decode → count every
+//!   registration by sender, second and round → result files and exit code.
 //! - [`report`]: the self-contained HTML pages and SVG plots both write.
 //!
 //! The library is used by the `emulator` binary's `measure` and `scrape` subcommands.
@@ -13,6 +15,7 @@ pub mod account;
 pub mod args;
 pub mod error;
 mod progress;
+pub mod registration;
 pub mod report;
 pub mod results;
 pub mod run;

@@ -208,6 +208,80 @@ fn an_unreachable_puppetdb_fails_before_any_task() {
 }
 
 #[test]
+fn https_uses_the_tls_files_of_choria_s_security_provider() {
+    let pdb = PuppetDb::shared();
+    let pki = pdb.pki();
+    let port = pdb
+        .https_url()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_string();
+    let query = r#"nodes[certname] { facts { name = "role" and value = "db" } order by certname }"#;
+    let file_provider = |ca: bool, identity: bool| {
+        let mut conf = format!(
+            "plugin.choria.puppetdb_host = 127.0.0.1\nplugin.choria.puppetdb_port = {port}\nplugin.security.provider = file\n"
+        );
+        if ca {
+            conf.push_str(&format!("plugin.security.file.ca = {}\n", pki.ca.display()));
+        }
+        if identity {
+            conf.push_str(&format!(
+                "plugin.security.file.certificate = {}\nplugin.security.file.key = {}\n",
+                pki.certificate.display(),
+                pki.key.display()
+            ));
+        }
+        conf
+    };
+    Test::new()
+        .file("client.conf", &file_provider(true, true))
+        .playbook(&playbook(query, ""))
+        .args(&["run", "pb.yaml", "--config", "client.conf"])
+        .stderr_has(&found(&certnames(|n| n.role == "db")))
+        .run();
+    // PuppetDB requires a client certificate; without the CA the server is not trusted.
+    for (ca, identity) in [(true, false), (false, true)] {
+        Test::new()
+            .file("client.conf", &file_provider(ca, identity))
+            .playbook(&playbook(query, ""))
+            .args(&["run", "pb.yaml", "--config", "client.conf"])
+            .status(1)
+            .stdout_has(&format!(
+                "NodeSetError: cannot reach PuppetDB at {} (from plugin.choria.puppetdb_host/port)",
+                pdb.https_url()
+            ))
+            .stderr_lacks("found=")
+            .run();
+    }
+    // The puppet provider's layout: <ssldir>/certs/ca.pem, certs/<certname>.pem and
+    // private_keys/<certname>.pem.
+    let test = Test::new();
+    let ssl = test.path().join("ssl");
+    std::fs::create_dir_all(ssl.join("certs")).expect("mkdir");
+    std::fs::create_dir_all(ssl.join("private_keys")).expect("mkdir");
+    std::fs::copy(&pki.ca, ssl.join("certs/ca.pem")).expect("copy");
+    std::fs::copy(&pki.certificate, ssl.join("certs/tester.mcollective.pem")).expect("copy");
+    std::fs::copy(&pki.key, ssl.join("private_keys/tester.mcollective.pem")).expect("copy");
+    test.file(
+        "client.conf",
+        &format!("plugin.choria.ssldir = {}\n", ssl.display()),
+    )
+    .playbook(&playbook(query, ""))
+    .env("MCOLLECTIVE_CERTNAME", "tester.mcollective")
+    .args(&[
+        "run",
+        "pb.yaml",
+        "--config",
+        "client.conf",
+        "--puppetdb",
+        &pdb.https_url(),
+    ])
+    .stderr_has(&found(&certnames(|n| n.role == "db")))
+    .run();
+}
+
+#[test]
 fn validate_refuses_an_empty_query_with_its_position() {
     Test::new()
         .playbook("nodes:\n  web:\n    type: pql\n    query: ' '\n    at_least: many\ntasks: []\n")

@@ -7,8 +7,9 @@
 //! 2. **postgres**: listening on 127.0.0.1 and a free port, its unix socket in `<tmp>/pg/sock`;
 //!    `psql` creates the `puppetdb` database and the `pg_trgm` extension.
 //! 3. **puppetdb**: `java ... puppetlabs.puppetdb.core services` with a generated config
-//!    directory (plain HTTP on 127.0.0.1 and a free port, no TLS, the database above), waited
-//!    for until `/status/v1/services/puppetdb-status` says `running`.
+//!    directory (plain HTTP on 127.0.0.1 and a free port; HTTPS on another port with a
+//!    generated CA, server certificate and required client certificates, see [`Pki`]; the
+//!    database above), waited for until `/status/v1/services/puppetdb-status` says `running`.
 //! 4. **load**: `replace facts` (v5) and `replace catalog` (v9) for the [`fixture`] nodes
 //!    through the command API, then the query API is polled until every command is stored.
 //!
@@ -33,9 +34,9 @@ use natsproc::process::{Signal, spawn_tied};
 /// Where the Debian package puts PuppetDB.
 pub const PUPPETDB_JAR: &str = "/usr/share/puppetdb/puppetdb.jar";
 
-/// Generous bound for PuppetDB's start-up: about 40 s on an idle 2-core machine, above 90 s
-/// when other builds share the cores.
-const START_LIMIT: Duration = Duration::from_secs(300);
+/// Generous bound for PuppetDB's start-up: about 45 s on a quiet 2-core machine, 160 s at a
+/// load average of 14 (see docs/benchmarks.md).
+const START_LIMIT: Duration = Duration::from_secs(480);
 
 /// The roles of the fixture nodes, twelve nodes each.
 pub const ROLES: [&str; 3] = ["web", "db", "app"];
@@ -92,8 +93,68 @@ pub struct PuppetDb {
     postgres: Child,
     cleaner: Option<(Child, ChildStdin)>,
     port: u16,
+    ssl_port: u16,
+    pki: Pki,
     dir: PathBuf,
     started_in: Duration,
+}
+
+/// PEM files of the HTTPS listener: a CA, a server certificate for `127.0.0.1`, and a client
+/// certificate (CN `tester.mcollective`) signed by the same CA. PuppetDB requires a client
+/// certificate on HTTPS (`client-auth = need`).
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The client certificate.
+    pub certificate: PathBuf,
+    /// The client certificate's private key (PKCS#8).
+    pub key: PathBuf,
+    server_certificate: PathBuf,
+    server_key: PathBuf,
+}
+
+impl Pki {
+    fn generate(dir: &Path) -> Result<Pki, String> {
+        let err = |e: rcgen::Error| format!("certificate generation: {e}");
+        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "testkit PuppetDB CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(err)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, cn: &str| -> Result<(String, String), String> {
+            let key = rcgen::KeyPair::generate().map_err(err)?;
+            let mut params = rcgen::CertificateParams::new(names).map_err(err)?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).map_err(err)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        let (server, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "127.0.0.1")?;
+        let (client, client_key) = leaf(vec!["tester.mcollective".into()], "tester.mcollective")?;
+        let pki = Pki {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("client.pem"),
+            key: dir.join("client-key.pem"),
+            server_certificate: dir.join("server.pem"),
+            server_key: dir.join("server-key.pem"),
+        };
+        for (path, text) in [
+            (&pki.ca, ca.pem()),
+            (&pki.certificate, client),
+            (&pki.key, client_key),
+            (&pki.server_certificate, server),
+            (&pki.server_key, server_key),
+        ] {
+            std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        Ok(pki)
+    }
 }
 
 impl PuppetDb {
@@ -122,6 +183,16 @@ impl PuppetDb {
     /// The HTTP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `https://127.0.0.1:<ssl port>` (needs [`PuppetDb::pki`]'s CA and client certificate).
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ssl_port)
+    }
+
+    /// The certificates of the HTTPS listener.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
     }
 
     /// From the first command to the fixture being queryable.
@@ -245,8 +316,11 @@ impl PuppetDb {
             Err(e) => return Err(format!("run psql: {e}")),
         }
 
+        let postgres_ready = begin.elapsed();
         let port = crate::port_for_child();
-        let conf = write_config(&dir, pg_port, port)?;
+        let ssl_port = crate::port_for_child();
+        let pki = Pki::generate(&dir.join("pki"))?;
+        let conf = write_config(&dir, pg_port, (port, ssl_port), &pki)?;
         let mut java = Command::new("java");
         java.args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
             .arg("-Djava.security.egd=file:/dev/urandom")
@@ -279,12 +353,16 @@ impl PuppetDb {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+        let puppetdb_ready = begin.elapsed();
         load_fixture(port)?;
         let started_in = begin.elapsed();
         eprintln!(
-            "testkit: PuppetDB ready on 127.0.0.1:{port} in {:.1} s ({} nodes)",
+            "testkit: PuppetDB ready on 127.0.0.1:{port} in {:.1} s (PostgreSQL {:.1} s, PuppetDB running {:.1} s, {} nodes loaded {:.1} s)",
             started_in.as_secs_f64(),
-            fixture().len()
+            postgres_ready.as_secs_f64(),
+            (puppetdb_ready - postgres_ready).as_secs_f64(),
+            fixture().len(),
+            (started_in - puppetdb_ready).as_secs_f64(),
         );
         let (Some(postgres), Some(java), Some(cleaner)) = (
             partial.postgres.take(),
@@ -298,6 +376,8 @@ impl PuppetDb {
             postgres,
             cleaner: Some(cleaner),
             port,
+            ssl_port,
+            pki,
             dir,
             started_in,
         })
@@ -485,7 +565,12 @@ fn tail(path: &Path) -> String {
 }
 
 /// Writes the bootstrap file and the config directory; returns the directory.
-fn write_config(dir: &Path, pg_port: u16, port: u16) -> Result<PathBuf, String> {
+fn write_config(
+    dir: &Path,
+    pg_port: u16,
+    (port, ssl_port): (u16, u16),
+    pki: &Pki,
+) -> Result<PathBuf, String> {
     let conf = dir.join("conf.d");
     std::fs::create_dir_all(&conf).map_err(|e| format!("mkdir {}: {e}", conf.display()))?;
     let vardir = dir.join("var");
@@ -518,9 +603,14 @@ fn write_config(dir: &Path, pg_port: u16, port: u16) -> Result<PathBuf, String> 
             format!(
                 "[global]\nvardir = {}\nlogging-config = {}\n\n[command-processing]\nthreads = 1\n\n\
                  [database]\nsubname = //127.0.0.1:{pg_port}/puppetdb\nusername = puppetdb\npassword = unused\n\n\
-                 [jetty]\nhost = 127.0.0.1\nport = {port}\n\n[nrepl]\nenabled = false\n",
+                 [jetty]\nhost = 127.0.0.1\nport = {port}\nssl-host = 127.0.0.1\nssl-port = {ssl_port}\n\
+                 ssl-cert = {}\nssl-key = {}\nssl-ca-cert = {}\nclient-auth = need\n\n\
+                 [nrepl]\nenabled = false\n",
                 vardir.display(),
-                dir.join("logback.xml").display()
+                dir.join("logback.xml").display(),
+                pki.server_certificate.display(),
+                pki.server_key.display(),
+                pki.ca.display(),
             ),
         ),
         (

@@ -93,6 +93,21 @@ pub struct Counters {
     pub faults: BTreeMap<String, FaultCounters>,
     /// Connections per NATS server URL (configured and discovered servers).
     pub servers: BTreeMap<String, ServerCounters>,
+    /// Registration messages the instances published (`--registration`).
+    pub registration: RegistrationCounters,
+}
+
+/// Registration requests published by the instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistrationCounters {
+    /// Requests handed to the connection (as replies, one handed over just before the
+    /// connection died counts although the broker never got it).
+    pub published: u64,
+    /// Bytes of the published NATS bodies.
+    pub bytes: u64,
+    /// Requests the connection refused (reconnect buffer full, over max_payload).
+    pub publish_errors: u64,
 }
 
 /// One kind of injected fault: how many instances have it, and how many requests (for `flap`:
@@ -211,6 +226,9 @@ impl Counters {
             mine.connected += c.connected;
             mine.reconnects += c.reconnects;
         }
+        self.registration.published += other.registration.published;
+        self.registration.bytes += other.registration.bytes;
+        self.registration.publish_errors += other.registration.publish_errors;
     }
 }
 
@@ -249,5 +267,8 @@ mod tests {
         assert_eq!(sum.instances.connected, 6);
         assert_eq!(sum.requests.invalid_by_reason["not_json"], 4);
         assert_eq!(sum.agents["rpcutil"].answered, 10);
+        one.registration.published = 7;
+        sum.add(&one);
+        assert_eq!(sum.registration.published, 7);
     }
 }

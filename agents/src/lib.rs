@@ -12,6 +12,7 @@
 //! 5. [`admit`]: the checks every daemon runs before an agent sees a request (decode →
 //!    collective → agent → TTL → filter) and the wrapping of its reply.
 //! 6. [`subject`]: the NATS subjects everything is published on.
+//! 7. [`registration`]: the inventory and file payloads a daemon publishes about itself.
 //!
 //! Beside the wire contract, the Choria conventions every program of the workspace shares:
 //! [`config`] (`key = value` files), [`servers`] (addresses and where a client finds them),
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod matching;
 pub mod node;
 pub mod protocol;
+pub mod registration;
 pub mod rpc;
 pub mod servers;
 pub mod subject;

@@ -3,10 +3,11 @@
 //! For each fleet size it starts a private nats-server, runs the real `emulator` binary against
 //! it, and reports: time until every instance is connected and subscribed, emulator and
 //! nats-server memory per instance, and the time for one broadcast discovery and one broadcast
-//! `generate` RPC to collect every reply. Then, on the same broker: the time until the whole
-//! fleet answers a broadcast again after `kill -9` of nats-server and its restart on the same
-//! port, and the time for a second fleet started at once after the first was stopped (the
-//! stopped fleet's sockets are still in TIME_WAIT).
+//! `generate` RPC to collect every reply. Then, on the same broker: after `kill -9` of
+//! nats-server and its restart on the same port, the time until the broker's `/varz` counts the
+//! whole fleet connected and subscribed, and until one broadcast is answered by all of it; and
+//! the time for a second fleet started at once after the first was stopped (the stopped fleet's
+//! sockets are still in TIME_WAIT).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -51,6 +52,7 @@ struct Row {
     nats_kb: f64,
     discovery: Vec<f64>,
     rpc: Vec<f64>,
+    broker_subscribed_s: Option<f64>,
     broker_back_s: Option<f64>,
     restart_ready_s: Option<f64>,
 }
@@ -132,21 +134,60 @@ async fn stop_fleet(child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds from the restarted broker being ready until a broadcast discovery is answered by
-/// all `size` instances.
-async fn until_answered(url: &str, size: u32) -> anyhow::Result<f64> {
+/// The broker's `/varz` counters: client connections and subscriptions.
+async fn varz(http: &reqwest::Client, monitor: &str) -> anyhow::Result<(u64, u64)> {
+    let v: serde_json::Value = http
+        .get(format!("{monitor}/varz"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let field = |k: &str| v[k].as_u64().with_context(|| format!("/varz has no {k}"));
+    Ok((field("connections")?, field("subscriptions")?))
+}
+
+/// After the broker restart: seconds until the broker's `/varz` shows the whole fleet connected
+/// and subscribed again, and seconds until one broadcast discovery published after that is
+/// answered by all `size` instances. Both are counted from the restarted broker being ready.
+///
+/// A discovery is published once; an instance that has not resubscribed yet misses it. So the
+/// broadcast is sent when the broker counts `fleet_subs` subscriptions, and repeated (with a
+/// 10 s window, answered early when all `size` replied) only if some instance still missed it.
+async fn until_answered(
+    url: &str,
+    monitor: &str,
+    size: u32,
+    fleet_subs: u64,
+) -> anyhow::Result<(f64, f64)> {
     let back = Instant::now();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let subscribed = loop {
+        if let Ok((conns, subs)) = varz(&http, monitor).await
+            && conns >= u64::from(size)
+            && subs >= fleet_subs
+        {
+            break back.elapsed().as_secs_f64();
+        }
+        if back.elapsed() > Duration::from_secs(120) {
+            bail!("after the broker restart the fleet did not reconnect and resubscribe in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let client = Client::connect(&[url.to_owned()], ClientOptions::default()).await?;
     loop {
         let found = client
             .discover(
                 Filter::default(),
-                Duration::from_secs(2),
+                Duration::from_secs(10),
                 Some(size as usize),
             )
             .await?;
         if found.len() == size as usize {
-            return Ok(back.elapsed().as_secs_f64());
+            return Ok((subscribed, back.elapsed().as_secs_f64()));
         }
         if back.elapsed() > Duration::from_secs(120) {
             bail!(
@@ -201,11 +242,17 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         rpc.push(started.elapsed().as_secs_f64());
     }
     drop(client);
-    let (mut broker_back_s, mut restart_ready_s) = (None, None);
+    let (mut broker_subscribed_s, mut broker_back_s, mut restart_ready_s) = (None, None, None);
     if args.no_restarts {
         stop_fleet(child).await?;
     } else {
         let port = broker.client_port();
+        let monitor = broker.monitor_url();
+        // The fleet's own subscriptions: the broker's count with only the fleet connected.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let (conns, subs) = varz(&http, &monitor).await?;
+        let fleet_subs = subs.saturating_sub(conns.saturating_sub(u64::from(size)));
         natsproc::send_signal(nats_pid as i32, natsproc::process::Signal::KILL);
         broker.stop();
         broker = tokio::task::spawn_blocking(move || {
@@ -215,7 +262,10 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
             })
         })
         .await??;
-        broker_back_s = Some(until_answered(&url, size).await?);
+        let (subscribed, answered) =
+            until_answered(&url, &broker.monitor_url(), size, fleet_subs).await?;
+        broker_subscribed_s = Some(subscribed);
+        broker_back_s = Some(answered);
         stop_fleet(child).await?;
         let (again, ready) = start_fleet(size, &url).await?;
         restart_ready_s = Some(ready);
@@ -229,6 +279,7 @@ async fn one(size: u32, args: &Args) -> anyhow::Result<Row> {
         nats_kb,
         discovery,
         rpc,
+        broker_subscribed_s,
         broker_back_s,
         restart_ready_s,
     })
@@ -241,7 +292,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) | all answering after broker kill -9 + restart | restart after stop: connected+subscribed |"
+        "| instances | connected+subscribed | emulator RSS/instance | nats-server RSS/instance | discovery, all replies (best / median) | generate RPC, all replies (best / median) | after broker kill -9 + restart: connected+subscribed (/varz) / broadcast answered by all | restart after stop: connected+subscribed |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &size in &args.sizes {
@@ -256,8 +307,10 @@ fn main() -> anyhow::Result<()> {
             median(&row.discovery),
             best(&row.rpc),
             median(&row.rpc),
-            row.broker_back_s
-                .map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s")),
+            match (row.broker_subscribed_s, row.broker_back_s) {
+                (Some(sub), Some(ans)) => format!("{sub:.2} s / {ans:.2} s"),
+                _ => "-".to_owned(),
+            },
             row.restart_ready_s
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s")),
         );

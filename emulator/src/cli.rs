@@ -66,6 +66,9 @@ pub struct Args {
     pub seed: u64,
 
     #[command(flatten)]
+    pub registration: RegistrationArgs,
+
+    #[command(flatten)]
     pub workers: WorkerArgs,
 
     /// Seconds to wait for connections to drain on shutdown before exiting anyway.
@@ -153,6 +156,51 @@ pub struct NodeArgs {
     /// Number of shards: fact `shard` and class `shard_N` are the instance index modulo this.
     #[arg(long, env = "EMULATOR_SHARDS", default_value_t = 10)]
     pub shards: u32,
+}
+
+/// Registration: what every instance publishes about itself (see docs/emulator.md).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct RegistrationArgs {
+    /// Publish registration data from every instance: `inventorycontent` (agents, classes,
+    /// facts, collectives, build info) or `filecontent` (a file); go-choria's
+    /// `inventory_content`/`file_content` work too. Config file: `registration`.
+    #[arg(long, env = "EMULATOR_REGISTRATION", value_parser = parse_registration)]
+    pub registration: Option<agents::registration::Kind>,
+
+    /// The file `filecontent` publishes. Config file:
+    /// `plugin.choria.registration.file_content.data`.
+    #[arg(long, env = "EMULATOR_REGISTRATION_FILE")]
+    pub registration_file: Option<PathBuf>,
+
+    /// Seconds between two registrations of an instance (default 300). Config file:
+    /// `registerinterval`.
+    #[arg(long = "registerinterval", env = "EMULATOR_REGISTERINTERVAL")]
+    pub register_interval: Option<u64>,
+
+    /// Publish each instance's first registration at start instead of after a random delay
+    /// within the interval (a registration storm). Config file: `registration_splay = false`.
+    #[arg(long, env = "EMULATOR_NO_REGISTRATION_SPLAY")]
+    pub no_registration_splay: bool,
+
+    /// Collective the registration requests are addressed to (default: the main
+    /// collective). Config file: `registration_collective`.
+    #[arg(long, env = "EMULATOR_REGISTRATION_COLLECTIVE")]
+    pub registration_collective: Option<String>,
+
+    /// Subject to publish registration to instead of
+    /// `<collective>.broadcast.agent.registration`. Config file:
+    /// `plugin.choria.registration.inventory_content.target` (or `file_content.target`).
+    #[arg(long, env = "EMULATOR_REGISTRATION_TARGET")]
+    pub registration_target: Option<String>,
+
+    /// (Set by the supervisor.) Unix milliseconds every worker's registration schedule is
+    /// counted from, so that the workers' phases line up.
+    #[arg(long, hide = true)]
+    pub registration_epoch: Option<u64>,
+}
+
+fn parse_registration(s: &str) -> Result<agents::registration::Kind, String> {
+    s.parse().map_err(|e: agents::registration::UnknownKind| e.to_string())
 }
 
 /// Splitting a fleet over worker processes.

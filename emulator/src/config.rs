@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::cli::Args;
 use crate::facts::FactsTemplate;
 use crate::faults::FaultSpec;
+use crate::registration::{RegistrationConfig, RegistrationFile};
 use agents::config::{ChoriaConfig, ConfigFileError};
 use agents::servers::BadServer;
 
@@ -35,6 +36,8 @@ pub enum ConfigError {
     Facts { path: PathBuf, reason: String },
     #[error("--name not given and {0}")]
     Hostname(#[from] agents::identity::NoHostname),
+    #[error("{from}: {reason}")]
+    Registration { from: &'static str, reason: String },
 }
 
 /// TLS settings for the NATS connections.
@@ -89,6 +92,8 @@ pub struct Config {
     /// Misbehaving instances and the seed that picks them.
     pub faults: FaultSpec,
     pub seed: u64,
+    /// What every instance publishes as registration; `None`: nothing.
+    pub registration: Option<RegistrationConfig>,
     /// Give up when not every instance is connected within this time.
     pub connect_timeout: Option<Duration>,
     pub config_file: Option<PathBuf>,
@@ -183,7 +188,9 @@ impl Config {
             args.node.shards.max(1),
         )
         .map_err(|(path, reason)| ConfigError::Facts { path, reason })?;
+        let registration = registration(args, &file)?;
         Ok(Config {
+            registration,
             name,
             instances,
             agents: args.agents,
@@ -257,6 +264,7 @@ impl Config {
                 facts: FactsTemplate::plain(classes.clone(), 10),
                 shutdown_timeout: Duration::from_secs(10),
                 connect_timeout: None,
+                registration: None,
                 faults: FaultSpec::default(),
                 seed: 0,
                 workers: None,
@@ -336,6 +344,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Every instance publishes registration as `registration` says.
+    pub fn registration(mut self, registration: RegistrationConfig) -> ConfigBuilder {
+        self.config.registration = Some(registration);
+        self
+    }
+
     /// The finished configuration; refuses what [`Config::from_args`] refuses.
     pub fn build(mut self) -> Result<Config, ConfigError> {
         self.config.fleet_instances = self.config.instances;
@@ -344,6 +358,112 @@ impl ConfigBuilder {
         }
         Ok(self.config)
     }
+}
+
+/// The registration settings: flags and environment first, then the Choria config file's keys
+/// (`registration`, `registerinterval`, `registration_splay`, `registration_collective`,
+/// `plugin.choria.registration.<plugin>.{target,compression}`,
+/// `plugin.choria.registration.file_content.data`).
+fn registration(
+    args: &Args,
+    file: &ChoriaConfig,
+) -> Result<Option<RegistrationConfig>, ConfigError> {
+    use agents::registration::Kind;
+    let r = &args.registration;
+    let bad = |from: &'static str, reason: String| ConfigError::Registration { from, reason };
+    let kind = match r.registration {
+        Some(kind) => kind,
+        None => {
+            // go-choria takes a list of plugins; the emulator publishes the first.
+            let Some(first) = file
+                .list("registration")
+                .into_iter()
+                .find(|p| !p.is_empty())
+            else {
+                return Ok(None);
+            };
+            first
+                .parse::<Kind>()
+                .map_err(|e| bad("registration", e.to_string()))?
+        }
+    };
+    let interval = match r.register_interval {
+        Some(s) => s,
+        None => match file.get("registerinterval") {
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                bad(
+                    "registerinterval",
+                    format!("must be a whole number of seconds, got {text:?}"),
+                )
+            })?,
+            None => 300,
+        },
+    };
+    if interval == 0 {
+        return Err(bad("--registerinterval", "must be at least 1 second".into()));
+    }
+    let plugin = kind.plugin();
+    let mut config = RegistrationConfig::new(kind, Duration::from_secs(interval));
+    config.splay = !r.no_registration_splay && file.bool("registration_splay").unwrap_or(true);
+    config.collective = r
+        .registration_collective
+        .clone()
+        .or_else(|| file.get("registration_collective").map(str::to_owned))
+        .filter(|c| !c.trim().is_empty());
+    if let Some(c) = &config.collective
+        && (c.contains(['.', '*', '>']) || !agents::subject::is_publishable(c))
+    {
+        return Err(bad(
+            "--registration-collective",
+            format!("{c:?} is not a single subject token"),
+        ));
+    }
+    config.target = r
+        .registration_target
+        .clone()
+        .or_else(|| {
+            file.get(&format!("plugin.choria.registration.{plugin}.target"))
+                .map(str::to_owned)
+        })
+        .filter(|t| !t.trim().is_empty());
+    if let Some(t) = &config.target
+        && (t.contains(['*', '>']) || !agents::subject::is_publishable(t))
+    {
+        return Err(bad(
+            "--registration-target",
+            format!("{t:?} is not a subject one can publish to"),
+        ));
+    }
+    config.compression = file
+        .bool(&format!("plugin.choria.registration.{plugin}.compression"))
+        .unwrap_or(true);
+    if let Some(epoch) = r.registration_epoch {
+        config.epoch_ms = epoch;
+    }
+    let path = r.registration_file.clone().or_else(|| {
+        file.get("plugin.choria.registration.file_content.data")
+            .map(PathBuf::from)
+    });
+    match (kind, path) {
+        (Kind::FileContent, None) => {
+            return Err(bad(
+                "--registration filecontent",
+                "needs --registration-file (or plugin.choria.registration.file_content.data)"
+                    .into(),
+            ));
+        }
+        (Kind::FileContent, Some(path)) => {
+            let read = RegistrationFile::read(path.clone()).map_err(|e| {
+                bad(
+                    "--registration-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            config.file = Some(read);
+        }
+        (Kind::InventoryContent, _) => {}
+    }
+    Ok(Some(config))
 }
 
 /// Accepts `host:port`, `nats://host:port` and `tls://host:port`.

@@ -76,6 +76,30 @@ impl Fleet {
             Arc::clone(&ready),
         );
         tracker.spawn(ramp);
+        if let (Some((registrar, schedule)), Some(config)) =
+            (&shared.registration, &shared.config.registration)
+        {
+            let phases = crate::schedule::Phases::new(
+                config.epoch_ms,
+                config.interval,
+                config.splay,
+                shared.config.seed,
+                shared.config.index_offset,
+                shared.config.instances,
+            );
+            tracing::info!(
+                subject = registrar.subject(),
+                kind = config.kind.plugin(),
+                interval_s = config.interval.as_secs_f64(),
+                splay = config.splay,
+                "registration scheduled"
+            );
+            tracker.spawn(crate::schedule::drive(
+                Arc::clone(schedule),
+                phases,
+                cancel.clone(),
+            ));
+        }
         Ok(Fleet {
             shared,
             tracker,

@@ -121,14 +121,24 @@ impl Instance {
             Some(Fault::Slow(_) | Fault::Fail | Fault::Drop) | None => None,
         };
         let mut next_flap = flap_every.map(|p| tokio::time::Instant::now() + p);
+        // With --registration, the fleet's scheduler wakes this instance through its slot.
+        let schedule = self
+            .shared
+            .registration
+            .as_ref()
+            .map(|(_, s)| Arc::clone(s));
+        let local = self.index.saturating_sub(self.shared.config.index_offset);
         loop {
             let wake = [next_flap, self.delayed.front().map(|d| d.0)]
                 .into_iter()
                 .flatten()
                 .min();
+            let registration_due = std::sync::atomic::AtomicBool::new(false);
             let stop = {
                 let cancel = cancel.clone();
                 let held = self.held.clone();
+                let schedule = schedule.clone();
+                let due = &registration_due;
                 async move {
                     let held = async {
                         match held {
@@ -142,16 +152,26 @@ impl Instance {
                             None => std::future::pending().await,
                         }
                     };
+                    let register = async {
+                        match schedule.as_ref().and_then(|s| s.slot(local)) {
+                            Some(slot) => slot.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         () = cancel.cancelled() => {}
                         () = timer => {}
                         () = held => {}
+                        () = register => due.store(true, std::sync::atomic::Ordering::Relaxed),
                     }
                 }
             };
             client.run(&mut self, stop).await;
             if cancel.is_cancelled() {
                 break;
+            }
+            if registration_due.load(std::sync::atomic::Ordering::Relaxed) {
+                self.register(&mut client);
             }
             let now = tokio::time::Instant::now();
             while self.delayed.front().is_some_and(|d| d.0 <= now) {
@@ -266,6 +286,28 @@ impl Instance {
         }
         let result = out.publish(&request.reply_to, None, &reply);
         self.count_publish(result, reply.len(), agent_id);
+    }
+
+    /// Publishes this instance's registration (parked in the reconnect buffer while
+    /// disconnected, as a real daemon's would be).
+    fn register(&mut self, client: &mut Client) {
+        let Some((registrar, _)) = &self.shared.registration else {
+            return;
+        };
+        let body = registrar.message(self.subject(), &self.shared.config.facts, unix_now());
+        let stats = &self.shared.stats;
+        match client.publish(registrar.subject(), None, &body) {
+            Ok(()) => {
+                stats.registrations_published.inc();
+                stats.registration_bytes.add(body.len() as u64);
+            }
+            Err(e) => {
+                stats.registration_errors.inc();
+                if self.shared.invalid_log.allow() {
+                    tracing::warn!(identity = %self.identity, error = %e, "could not publish registration");
+                }
+            }
+        }
     }
 
     /// Counts a reply handed to the connection, or the error that refused it.

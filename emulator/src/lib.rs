@@ -9,7 +9,9 @@
 //! 3. private broker: without `--server`, start a private nats-server (the `natsproc` crate).
 //! 4. `http`: bind `/debug/vars` and `/metrics`.
 //! 5. `fleet`: ramp up the instances; each `instance` connects, subscribes and serves
-//!    requests through the `agents` crate, counting everything in [`stats`].
+//!    requests through the `agents` crate, counting everything in [`stats`]. With
+//!    `--registration`, one fleet-wide scheduler (`schedule`) wakes each instance to publish
+//!    the [`registration`] template.
 //! 6. shutdown: the future given to [`run`] (the binary passes `natsproc::shutdown::signals`)
 //!    cancels the fleet, which drains within a deadline.
 //!
@@ -26,6 +28,8 @@ mod http;
 mod instance;
 pub mod limits;
 pub mod metrics;
+pub mod registration;
+mod schedule;
 mod shared;
 pub mod stats;
 pub mod supervisor;
@@ -38,6 +42,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigBuilder};
+pub use registration::RegistrationConfig;
 pub use fleet::StopReport;
 
 use crate::fleet::Fleet;

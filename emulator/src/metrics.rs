@@ -152,6 +152,25 @@ pub fn prometheus(counters: &Counters, rss_bytes: u64) -> String {
         "Bytes of reply bodies published.",
         &plain(counters.bytes.bytes_out),
     );
+    let reg = &counters.registration;
+    metric(
+        "registrations_published_total",
+        "counter",
+        "Registration requests published (--registration).",
+        &plain(reg.published),
+    );
+    metric(
+        "registration_bytes_total",
+        "counter",
+        "Bytes of registration requests published.",
+        &plain(reg.bytes),
+    );
+    metric(
+        "registration_publish_errors_total",
+        "counter",
+        "Registration requests that could not be published.",
+        &plain(reg.publish_errors),
+    );
     metric(
         "fault_instances",
         "gauge",

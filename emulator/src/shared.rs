@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) fault_counters: crate::faults::FaultCounters,
     /// The latest error of an initial connection attempt, for the periodic summary line.
     pub(crate) last_connect_error: std::sync::Mutex<Option<String>>,
+    /// With `--registration`: the fleet's template and the instances' wake-up slots.
+    pub(crate) registration: Option<(crate::registration::Registrar, Arc<crate::schedule::Schedule>)>,
 }
 
 impl Shared {
@@ -38,9 +40,23 @@ impl Shared {
             .as_ref()
             .map(|t| client_config(t).map(Arc::new))
             .transpose()?;
+        let agent_ids = AgentId::all(config.agents);
+        let registration = config.registration.as_ref().map(|r| {
+            (
+                crate::registration::Registrar::new(
+                    r,
+                    &config.name,
+                    &config.collectives,
+                    &agent_ids,
+                    &config.facts,
+                ),
+                Arc::new(crate::schedule::Schedule::new(config.instances)),
+            )
+        });
         Ok(Shared {
+            registration,
             stats: Stats::new(config.instances, config.agents),
-            agent_ids: AgentId::all(config.agents),
+            agent_ids,
             start_time: agents::clock::unix_now(),
             config_file: config
                 .config_file

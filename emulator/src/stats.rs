@@ -82,6 +82,10 @@ pub struct Stats {
     pub replies_sent: Counter,
     pub publish_errors: Counter,
     pub bytes_out: Counter,
+    /// Registration requests handed to the connections, their bytes, and refusals.
+    pub registrations_published: Counter,
+    pub registration_bytes: Counter,
+    pub registration_errors: Counter,
     servers: Mutex<BTreeMap<String, Arc<ServerCounters>>>,
 }
 
@@ -110,6 +114,9 @@ impl Stats {
             replies_sent: Counter::default(),
             publish_errors: Counter::default(),
             bytes_out: Counter::default(),
+            registrations_published: Counter::default(),
+            registration_bytes: Counter::default(),
+            registration_errors: Counter::default(),
             servers: Mutex::default(),
         }
     }
@@ -230,6 +237,11 @@ impl Stats {
                     )
                 })
                 .collect(),
+            registration: debug_vars::RegistrationCounters {
+                published: self.registrations_published.get(),
+                bytes: self.registration_bytes.get(),
+                publish_errors: self.registration_errors.get(),
+            },
         }
     }
 }

@@ -258,6 +258,30 @@ fn worker_args(
         "--loglevel".into(),
         config.loglevel.clone(),
     ];
+    if let Some(r) = &config.registration {
+        a.extend([
+            "--registration".into(),
+            r.kind.plugin().to_owned(),
+            "--registerinterval".into(),
+            r.interval.as_secs().max(1).to_string(),
+            // The supervisor's epoch: every worker (and a restarted one) keeps the fleet's
+            // phases.
+            "--registration-epoch".into(),
+            r.epoch_ms.to_string(),
+        ]);
+        if !r.splay {
+            a.push("--no-registration-splay".into());
+        }
+        if let Some(c) = &r.collective {
+            a.extend(["--registration-collective".into(), c.clone()]);
+        }
+        if let Some(t) = &r.target {
+            a.extend(["--registration-target".into(), t.clone()]);
+        }
+        if let Some(f) = &r.file {
+            a.extend(["--registration-file".into(), f.path.display().to_string()]);
+        }
+    }
     let faults = config.faults.to_string();
     if !faults.is_empty() {
         a.extend(["--faults".into(), faults]);

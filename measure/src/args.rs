@@ -118,6 +118,21 @@ pub struct MeasureArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Listen to registration instead of sending requests: decode and count every
+    /// registration by sender for --duration; with --expect, fail when senders are missing.
+    #[arg(long)]
+    pub registration: bool,
+    /// With --registration: subject to listen on (repeatable); default
+    /// <collective>.broadcast.agent.registration.
+    #[arg(long = "registration-subject", value_delimiter = ',', requires = "registration")]
+    pub registration_subjects: Vec<String>,
+    /// With --registration: seconds to listen.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// With --registration and --expect N: the senders are PREFIX-0 .. PREFIX-(N-1), and the
+    /// missing ones are named.
+    #[arg(long, requires = "registration")]
+    pub expect_prefix: Option<String>,
 }
 
 /// What `emulator measure` does instead of measuring.

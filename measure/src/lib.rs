@@ -5,6 +5,8 @@
 //!   exit code.
 //! - [`scrape`] (`emulator scrape`): `/debug/vars` and nats-server monitoring sampled into a
 //!   time series and a page.
+//! - [`registration`] (`emulator measure --registration`): listen → decode → count every
+//!   registration by sender, second and round → result files and exit code.
 //! - [`report`]: the self-contained HTML pages and SVG plots both write.
 //! - [`live`]: the live fleet page the emulator serves at `/`.
 //! - [`story`] and [`monitor`]: report.html's slowest, missing and failing identities, and
@@ -21,6 +23,7 @@ pub mod error;
 pub mod live;
 pub mod monitor;
 mod progress;
+pub mod registration;
 pub mod report;
 pub mod results;
 pub mod run;

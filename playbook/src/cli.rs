@@ -78,10 +78,15 @@ struct RunArgs {
     /// --config, then CHORIA_SERVERS, then NATS_URL
     #[arg(long = "server", value_name = "HOST:PORT")]
     servers: Vec<String>,
-    /// Choria client configuration file (reads plugin.choria.middleware_hosts and
-    /// main_collective)
+    /// Choria client configuration file (reads plugin.choria.middleware_hosts,
+    /// main_collective, plugin.choria.puppetdb_host/_port and the plugin.security TLS files)
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
+    /// PuppetDB URL for pql node sets, http(s)://HOST[:PORT] or HOST[:PORT] (https). Falls back
+    /// to --config (plugin.choria.puppetdb_host/_port), then CHORIA_PUPPETDB_URL, then
+    /// https://puppet:8081
+    #[arg(long, value_name = "URL")]
+    puppetdb: Option<String>,
     /// Seconds RPC requests wait for replies (default: the agent's DDL timeout for agents this
     /// build knows, else 10)
     #[arg(long, value_name = "SECONDS")]
@@ -201,7 +206,13 @@ fn find_run_file(args: &[OsString]) -> Option<PathBuf> {
         }
         if matches!(
             a.as_str(),
-            "--report" | "--loglevel" | "--server" | "--config" | "-c" | "--rpc-timeout"
+            "--report"
+                | "--loglevel"
+                | "--server"
+                | "--config"
+                | "-c"
+                | "--rpc-timeout"
+                | "--puppetdb"
         ) {
             skip = true;
             continue;
@@ -348,6 +359,18 @@ fn validate(files: &[PathBuf]) -> u8 {
     code
 }
 
+/// Resolves PuppetDB's URL and TLS files (see [`crate::puppetdb::settings`]).
+fn puppetdb_settings(args: &RunArgs) -> Result<crate::puppetdb::PuppetDbSettings, Error> {
+    let file = match &args.config {
+        Some(path) => agents::ChoriaConfig::load(path)
+            .map_err(|e| Error::Usage(format!("cannot use Choria client config: {e}")))?,
+        None => agents::ChoriaConfig::default(),
+    };
+    let env = std::env::var(crate::puppetdb::settings::ENV_URL).ok();
+    crate::puppetdb::PuppetDbSettings::resolve(args.puppetdb.as_deref(), &file, env.as_deref())
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
 fn run_playbook(
     pb: &Playbook,
     args: RunArgs,
@@ -364,9 +387,11 @@ fn run_playbook(
     let mut broker = crate::choria::BrokerSettings::resolve(&args.servers, args.config.as_deref())
         .map_err(|e| Error::Usage(e.to_string()))?;
     broker.rpc_timeout = args.rpc_timeout.map(crate::seconds);
+    let puppetdb = puppetdb_settings(&args)?;
     let interrupt = Interrupt::new();
     let opts = RunOptions {
         broker,
+        puppetdb,
         values,
         loglevel: args.loglevel.as_deref().and_then(Level::from_name),
         dry_run: args.dry_run,

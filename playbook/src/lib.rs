@@ -10,7 +10,7 @@
 //!    ([`schema`]), literally here and again after templating in **execute**.
 //! 3. **compile** ([`cli`], [`template`]): inputs become command-line flags, values are parsed
 //!    and validated, templates are parsed.
-//! 4. **execute** ([`runner`], [`store`], [`nodes`], [`task`]): data stores, locks, node sets,
+//! 4. **execute** ([`runner`], [`store`], [`nodes`], [`puppetdb`], [`task`]): data stores, locks, node sets,
 //!    hooks and tasks run in Choria's order with Choria's failure rules.
 //! 5. **report** ([`report`], [`console`]): the YAML/JSON run report and the console summary.
 //!
@@ -22,6 +22,7 @@ pub(crate) mod console;
 pub mod diagnostic;
 pub mod log;
 pub mod nodes;
+pub mod puppetdb;
 pub mod report;
 pub mod runner;
 pub(crate) mod schema;

@@ -8,6 +8,7 @@ mod inputs;
 mod interrupt;
 mod locks;
 mod nodes;
+mod pql;
 mod rpc;
 mod run;
 mod server;

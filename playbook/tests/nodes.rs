@@ -61,13 +61,3 @@ fn array_inputs_work_as_node_lists() {
         .stderr_has("deploy --nodes n1,n2")
         .run();
 }
-
-#[test]
-fn pql_node_sets_are_not_available_yet() {
-    Test::new()
-        .playbook("nodes:\n  web:\n    type: pql\n    query: 'nodes {}'\ntasks: []\n")
-        .args(&["run", "pb.yaml"])
-        .status(1)
-        .stdout_has("the pql node set type is not available in this build yet")
-        .run();
-}

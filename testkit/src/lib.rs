@@ -9,16 +9,20 @@
 //!   `promtool check metrics` on an exposition text ([`prometheus`]).
 //! - [`ConsulConformance`]: an in-process server following the documented Consul KV and
 //!   session HTTP semantics ([`consul`]); it is not Consul.
+//! - [`PuppetDb`]: a real PuppetDB and PostgreSQL on free loopback ports, loaded with 36 nodes'
+//!   facts and catalogs ([`puppetdb`]); [`PuppetDb::shared`] starts one per test binary.
 
 pub mod consul;
 pub mod etcd;
 pub mod process;
 pub mod prometheus;
+pub mod puppetdb;
 
 pub use consul::ConsulConformance;
 pub use etcd::Etcd;
 pub use process::{ChildGuard, port_for_child, workspace_binary};
 pub use prometheus::{Prometheus, promtool_check};
+pub use puppetdb::PuppetDb;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

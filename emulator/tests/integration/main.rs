@@ -7,6 +7,7 @@ mod faults;
 mod filters;
 mod garbage;
 mod hostile;
+mod registration;
 mod rpc;
 mod strategy;
 mod supervisor;

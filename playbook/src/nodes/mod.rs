@@ -3,11 +3,11 @@
 //!
 //! Each source kind implements [`NodeSource`]; the common options (`when_empty`, `limit`,
 //! `at_least`, `empty_ok`) are applied by [`discover`] for all kinds. `mcollective` sets use
-//! Choria broadcast discovery ([`choria`]); `pql` sets parse and validate but report that they
-//! are not available in this build.
+//! Choria broadcast discovery ([`choria`]); `pql` sets query PuppetDB ([`pql`]).
 
 pub(crate) mod choria;
 mod list;
+mod pql;
 mod shell;
 mod terraform;
 pub(crate) mod versions;
@@ -27,9 +27,9 @@ use crate::store::EnvOverlay;
 /// Node discovery failures.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeSetError {
-    /// The kind parses but cannot run in this build.
-    #[error("the {0} node set type is not available in this build yet")]
-    Unavailable(NodeSetKind),
+    /// A `pql` query failed.
+    #[error(transparent)]
+    PuppetDb(#[from] crate::puppetdb::PuppetDbError),
     /// Anything else, with Choria's wording where one exists.
     #[error("{0}")]
     Failed(String),
@@ -55,27 +55,35 @@ pub(crate) fn source(
         NodeSetConfig::Mcollective(_) => Err(NodeSetError::Failed(
             "mcollective node sets are discovered through the Choria broker".to_string(),
         )),
-        NodeSetConfig::Pql(p) => {
-            tracing::debug!(query = p.query.as_str(), "pql discovery is not available");
-            Err(NodeSetError::Unavailable(NodeSetKind::Pql))
-        }
+        NodeSetConfig::Pql(_) => Err(NodeSetError::Failed(
+            "pql node sets are discovered through PuppetDB".to_string(),
+        )),
     }
+}
+
+/// What discovery may reach beyond the node set's own properties.
+pub(crate) struct Sources<'a> {
+    /// Environment changes made by data stores (for `shell` sets).
+    pub(crate) env: &'a EnvOverlay,
+    /// The Choria broker (for `mcollective` sets).
+    pub(crate) broker: &'a crate::choria::Broker,
+    /// PuppetDB (for `pql` sets).
+    pub(crate) puppetdb: &'a crate::puppetdb::PuppetDb,
 }
 
 /// Discovers a set and applies the common options: empty check, `limit`, then `at_least`.
 pub(crate) async fn discover(
     name: &str,
     props: &NodeSetProps,
-    env: &EnvOverlay,
-    broker: &crate::choria::Broker,
+    sources: &Sources<'_>,
 ) -> Result<Vec<String>, NodeSetError> {
     let found = match &props.config {
-        NodeSetConfig::Mcollective(p) => choria::discover(p, broker).await?,
-        config @ (NodeSetConfig::Pql(_)
-        | NodeSetConfig::Yaml(_)
+        NodeSetConfig::Mcollective(p) => choria::discover(p, sources.broker).await?,
+        NodeSetConfig::Pql(p) => pql::discover(p, sources.puppetdb).await?,
+        config @ (NodeSetConfig::Yaml(_)
         | NodeSetConfig::Shell(_)
         | NodeSetConfig::Terraform(_)
-        | NodeSetConfig::List(_)) => source(config, env)?.discover().await?,
+        | NodeSetConfig::List(_)) => source(config, sources.env)?.discover().await?,
     };
     let mut nodes: Vec<String> = Vec::with_capacity(found.len());
     for n in found {
@@ -143,28 +151,46 @@ mod tests {
     async fn common_options() {
         let env = EnvOverlay::default();
         let broker = crate::choria::Broker::default();
+        // A closed port: nothing listens on port 1 of the loopback address.
+        let puppetdb = crate::puppetdb::PuppetDb::new(crate::puppetdb::PuppetDbSettings {
+            url: "http://127.0.0.1:1".to_string(),
+            ..Default::default()
+        });
+        let sources = Sources {
+            env: &env,
+            broker: &broker,
+            puppetdb: &puppetdb,
+        };
         let list = |v: Value| props(NodeSetKind::List, v);
         let p = list(json!({"type": "list", "nodes": ["a", "b", "a", "c"], "limit": 2}));
-        let nodes = discover("s", &p, &env, &broker).await.expect("ok");
+        let nodes = discover("s", &p, &sources).await.expect("ok");
         assert_eq!(nodes, vec!["a", "b"]);
         let p = list(json!({"type": "list", "nodes": ["a"], "at_least": 2}));
-        let err = discover("s", &p, &env, &broker).await.expect_err("few");
+        let err = discover("s", &p, &sources).await.expect_err("few");
         assert_eq!(err.to_string(), "Node set s needs at least 2 nodes, got 1");
         let p = list(json!({"type": "list", "nodes": [], "when_empty": "nothing here"}));
-        let err = discover("s", &p, &env, &broker).await.expect_err("empty");
+        let err = discover("s", &p, &sources).await.expect_err("empty");
         assert_eq!(err.to_string(), "nothing here");
         let p = list(json!({"type": "list", "nodes": [], "empty_ok": true}));
-        assert!(
-            discover("s", &p, &env, &broker)
-                .await
-                .expect("ok")
-                .is_empty()
+        assert!(discover("s", &p, &sources).await.expect("ok").is_empty());
+        let p = props(
+            NodeSetKind::Pql,
+            json!({"type": "pql", "query": "nodes {}"}),
         );
-        let p = props(NodeSetKind::Pql, json!({"type": "pql", "query": "q"}));
-        let err = discover("s", &p, &env, &broker).await.expect_err("x");
-        assert!(err.to_string().contains("not available in this build yet"));
+        let err = discover("s", &p, &sources).await.expect_err("x");
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach PuppetDB at http://127.0.0.1:1 (from the default) for pql query \"nodes {}\": "),
+            "{err}"
+        );
+        let p = props(NodeSetKind::Pql, json!({"type": "pql", "query": " "}));
+        let err = discover("s", &p, &sources).await.expect_err("x");
+        assert_eq!(
+            err.to_string(),
+            "the query of a pql node set must not be empty"
+        );
         let p = props(NodeSetKind::Mcollective, json!({"type": "mcollective"}));
-        let err = discover("s", &p, &env, &broker).await.expect_err("x");
+        let err = discover("s", &p, &sources).await.expect_err("x");
         assert!(err.to_string().contains("no Choria broker configured"));
     }
 

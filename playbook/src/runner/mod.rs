@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub json: bool,
     /// Where the Choria broker is.
     pub broker: crate::choria::BrokerSettings,
+    /// Where PuppetDB is (for `pql` node sets).
+    pub puppetdb: crate::puppetdb::PuppetDbSettings,
     /// Triggered by SIGINT or SIGTERM (see [`listen`]).
     pub interrupt: Interrupt,
 }
@@ -154,6 +156,8 @@ pub(crate) struct Run<'a> {
     /// Held locks with their `store/key` paths.
     locks: Vec<(String, Box<dyn Lock>)>,
     broker: crate::choria::Broker,
+    /// PuppetDB for `pql` node sets (connected on first query).
+    puppetdb: crate::puppetdb::PuppetDb,
     /// The templated top-level `uses` (agent → version range).
     uses: BTreeMap<String, String>,
     /// Main tasks finished so far and in total (for the spinner).
@@ -179,6 +183,7 @@ pub async fn execute(pb: &Playbook, opts: RunOptions) -> RunOutcome {
 pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -> RunOutcome {
     let start_time = Utc::now();
     let broker = crate::choria::Broker::new(opts.broker.clone());
+    let puppetdb = crate::puppetdb::PuppetDb::new(opts.puppetdb.clone());
     let cancel = opts.interrupt.token().clone();
     let mut run = Run {
         pb,
@@ -194,6 +199,7 @@ pub(crate) async fn execute_with(pb: &Playbook, opts: RunOptions, log: RunLog) -
         http: HttpClients::default(),
         locks: Vec::new(),
         broker,
+        puppetdb,
         uses: BTreeMap::new(),
         progress: (0, pb.tasks.len()),
         cancel,
@@ -509,7 +515,12 @@ impl Run<'_> {
         let mut to_check: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for spec in &self.pb.nodes {
             let props = self.node_set_props(spec).await?;
-            let nodes = crate::nodes::discover(&spec.name, &props, &self.env, &self.broker).await?;
+            let sources = crate::nodes::Sources {
+                env: &self.env,
+                broker: &self.broker,
+                puppetdb: &self.puppetdb,
+            };
+            let nodes = crate::nodes::discover(&spec.name, &props, &sources).await?;
             self.log.info(
                 &spec.name,
                 format!(

@@ -73,7 +73,7 @@ impl fmt::Display for StoreKind {
 pub enum NodeSetKind {
     /// Choria broadcast discovery.
     Mcollective,
-    /// PuppetDB query (not available in this build yet).
+    /// A PuppetDB query (PQL).
     Pql,
     /// A group in a YAML file.
     Yaml,
@@ -116,8 +116,12 @@ impl NodeSetKind {
     /// Whether this build can discover such a set.
     pub fn available(self) -> bool {
         match self {
-            Self::Mcollective | Self::Yaml | Self::Shell | Self::Terraform | Self::List => true,
-            Self::Pql => false,
+            Self::Mcollective
+            | Self::Pql
+            | Self::Yaml
+            | Self::Shell
+            | Self::Terraform
+            | Self::List => true,
         }
     }
 }

@@ -36,7 +36,7 @@ pub(crate) struct McollectiveProps {
     pub(crate) discovery_timeout: Option<Seconds>,
 }
 
-/// `pql` (parsed and checked; discovery is not available in this build).
+/// `pql`: a PuppetDB query returning certnames.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PqlProps {

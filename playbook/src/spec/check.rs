@@ -491,6 +491,16 @@ impl Checker {
                 },
                 &|value| NodeSetProps::parse(kind, value).map(|_| ()),
             );
+            if kind == NodeSetKind::Pql
+                && let Some(query) = v.get("query")
+                && let Some(text) = query.as_str()
+                && text.trim().is_empty()
+            {
+                self.diags.error(
+                    query.mark,
+                    format!("query of node set {name} must not be empty"),
+                );
+            }
             if !kind.available() && self.first_unavailable(&format!("nodes {kind}")) {
                 self.diags.warning(
                     v.mark,

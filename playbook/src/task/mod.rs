@@ -21,7 +21,7 @@ pub use crate::schema::kinds::TaskKind;
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub(crate) use http::HttpClients;
+pub(crate) use http::{HttpClients, USER_AGENT};
 pub(crate) use shell::kill_running_groups;
 
 use crate::log::RunLog;

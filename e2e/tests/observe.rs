@@ -502,6 +502,7 @@ async fn a_real_prometheus_scrapes_a_fleet_and_the_dashboard_reads_real_metrics(
         );
     }
     assert!(read.contains("emulator_server_instances_connected"));
+    assert!(read.contains("emulator_registrations_published_total"));
     drop(prometheus);
     running.stop(Duration::from_secs(5)).await;
 }

@@ -334,7 +334,10 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     if !args.duration.is_finite() || args.duration <= 0.0 {
         return Err(MeasureError::flag(
             "--duration",
-            format!("must be a positive number of seconds, got {}", args.duration),
+            format!(
+                "must be a positive number of seconds, got {}",
+                args.duration
+            ),
         ));
     }
     if args.expect_prefix.is_some() && args.expect.is_none() {
@@ -358,11 +361,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
         Duration::from_secs(10),
         Client::connect(&servers, ClientOptions::default()),
     );
-    let client = connect
-        .await
-        .map_err(|_| MeasureError::ConnectTimeout {
-            servers: servers.join(","),
-        })??;
+    let client = connect.await.map_err(|_| MeasureError::ConnectTimeout {
+        servers: servers.join(","),
+    })??;
     let subjects = subjects(args, &plan.collective);
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in &subjects {
@@ -410,7 +411,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     }
     receiver.abort();
     // What arrived before the deadline is still queued: count it.
-    let listened = started.elapsed().min(Duration::from_secs_f64(args.duration));
+    let listened = started
+        .elapsed()
+        .min(Duration::from_secs_f64(args.duration));
     while let Ok((at, body)) = rx.try_recv() {
         if at <= listened {
             account.record(&body, at);

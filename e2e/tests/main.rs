@@ -12,3 +12,4 @@ mod layout;
 mod measure;
 mod node;
 mod playbooks;
+mod registration;

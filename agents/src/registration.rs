@@ -237,9 +237,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Registration, RegistrationError>
                 (Some(bytes), _) => serde_json::from_slice(&bytes),
                 // json.RawMessage: the object itself (a string is accepted as its text).
                 (None, Some(serde_json::Value::String(text))) => serde_json::from_str(&text),
-                (None, Some(value @ serde_json::Value::Object(_))) => {
-                    serde_json::from_value(value)
-                }
+                (None, Some(value @ serde_json::Value::Object(_))) => serde_json::from_value(value),
                 (None, Some(_) | None) => return Err(RegistrationError::NoContent),
             }
             .map_err(|e| RegistrationError::BadInventory(e.to_string()))?;
@@ -486,7 +484,10 @@ mod tests {
             "bad_gzip"
         );
         assert_eq!(
-            wrong(&format!(r#"{{"protocol":"{FILE_CONTENT}","zcontent":"!!"}}"#)).as_str(),
+            wrong(&format!(
+                r#"{{"protocol":"{FILE_CONTENT}","zcontent":"!!"}}"#
+            ))
+            .as_str(),
             "bad_base64"
         );
         let bomb = gzip_member(&vec![b' '; MAX_CONTENT + 10]);

@@ -200,7 +200,8 @@ pub struct RegistrationArgs {
 }
 
 fn parse_registration(s: &str) -> Result<agents::registration::Kind, String> {
-    s.parse().map_err(|e: agents::registration::UnknownKind| e.to_string())
+    s.parse()
+        .map_err(|e: agents::registration::UnknownKind| e.to_string())
 }
 
 /// Splitting a fleet over worker processes.

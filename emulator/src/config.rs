@@ -400,7 +400,10 @@ fn registration(
         },
     };
     if interval == 0 {
-        return Err(bad("--registerinterval", "must be at least 1 second".into()));
+        return Err(bad(
+            "--registerinterval",
+            "must be at least 1 second".into(),
+        ));
     }
     let plugin = kind.plugin();
     let mut config = RegistrationConfig::new(kind, Duration::from_secs(interval));

@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigBuilder};
-pub use registration::RegistrationConfig;
 pub use fleet::StopReport;
+pub use registration::RegistrationConfig;
 
 use crate::fleet::Fleet;
 use crate::limits::FitError;

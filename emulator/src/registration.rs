@@ -295,7 +295,8 @@ mod tests {
     fn inventory_holds_each_instances_own_facts_and_classes() {
         let facts = FactsTemplate::plain(vec!["emulator".into(), "shard_{shard}".into()], 4);
         for compression in [true, false] {
-            let mut config = RegistrationConfig::new(Kind::InventoryContent, Duration::from_secs(1));
+            let mut config =
+                RegistrationConfig::new(Kind::InventoryContent, Duration::from_secs(1));
             config.compression = compression;
             let collectives = vec!["mcollective".to_owned(), "collective1".to_owned()];
             let ids = AgentId::all(2);
@@ -326,10 +327,7 @@ mod tests {
                 assert_eq!(data.collectives, collectives);
                 assert_eq!(data.status.unwrap().identity, identity);
                 let names: Vec<&str> = data.agents.iter().map(|a| a.name.as_str()).collect();
-                assert_eq!(
-                    names,
-                    ["discovery", "rpcutil", "emulated0", "emulated1"]
-                );
+                assert_eq!(names, ["discovery", "rpcutil", "emulated0", "emulated1"]);
                 assert_eq!(data.build_info.unwrap().version, env!("CARGO_PKG_VERSION"));
             }
         }

@@ -195,7 +195,11 @@ mod tests {
         }
         assert_eq!(woke, 9);
         // Three wake-ups of one slot need two whole intervals after the first.
-        assert!(begun.elapsed() >= Duration::from_millis(390), "{:?}", begun.elapsed());
+        assert!(
+            begun.elapsed() >= Duration::from_millis(390),
+            "{:?}",
+            begun.elapsed()
+        );
         cancel.cancel();
         task.await.unwrap();
     }

@@ -30,7 +30,10 @@ pub(crate) struct Shared {
     /// The latest error of an initial connection attempt, for the periodic summary line.
     pub(crate) last_connect_error: std::sync::Mutex<Option<String>>,
     /// With `--registration`: the fleet's template and the instances' wake-up slots.
-    pub(crate) registration: Option<(crate::registration::Registrar, Arc<crate::schedule::Schedule>)>,
+    pub(crate) registration: Option<(
+        crate::registration::Registrar,
+        Arc<crate::schedule::Schedule>,
+    )>,
 }
 
 impl Shared {

@@ -110,7 +110,11 @@ pub struct MeasureArgs {
     pub registration: bool,
     /// With --registration: subject to listen on (repeatable); default
     /// <collective>.broadcast.agent.registration.
-    #[arg(long = "registration-subject", value_delimiter = ',', requires = "registration")]
+    #[arg(
+        long = "registration-subject",
+        value_delimiter = ',',
+        requires = "registration"
+    )]
     pub registration_subjects: Vec<String>,
     /// With --registration: seconds to listen.
     #[arg(long, default_value_t = 60.0)]

@@ -185,6 +185,7 @@ impl Account {
         };
         let listened_s = listened.as_secs_f64();
         RegistrationSummary {
+            started_unix_ms: 0,
             listened_s,
             received: self.received,
             decoded,
@@ -231,6 +232,8 @@ pub enum Expected<'a> {
 /// `summary.json` of a registration measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistrationSummary {
+    /// Unix milliseconds when listening began: every `*_s` time counts from here.
+    pub started_unix_ms: u64,
     pub listened_s: f64,
     pub received: u64,
     pub decoded: u64,
@@ -334,7 +337,10 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     if !args.duration.is_finite() || args.duration <= 0.0 {
         return Err(MeasureError::flag(
             "--duration",
-            format!("must be a positive number of seconds, got {}", args.duration),
+            format!(
+                "must be a positive number of seconds, got {}",
+                args.duration
+            ),
         ));
     }
     if args.expect_prefix.is_some() && args.expect.is_none() {
@@ -358,11 +364,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
         Duration::from_secs(10),
         Client::connect(&servers, ClientOptions::default()),
     );
-    let client = connect
-        .await
-        .map_err(|_| MeasureError::ConnectTimeout {
-            servers: servers.join(","),
-        })??;
+    let client = connect.await.map_err(|_| MeasureError::ConnectTimeout {
+        servers: servers.join(","),
+    })??;
     let subjects = subjects(args, &plan.collective);
     let mut streams = Vec::with_capacity(subjects.len());
     for subject in &subjects {
@@ -386,6 +390,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
         );
     }
     let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
     // Stamp on arrival in a task of its own; decoding happens behind the queue.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut merged = futures::stream::select_all(streams);
@@ -410,7 +417,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     }
     receiver.abort();
     // What arrived before the deadline is still queued: count it.
-    let listened = started.elapsed().min(Duration::from_secs_f64(args.duration));
+    let listened = started
+        .elapsed()
+        .min(Duration::from_secs_f64(args.duration));
     while let Ok((at, body)) = rx.try_recv() {
         if at <= listened {
             account.record(&body, at);
@@ -418,6 +427,7 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     }
     let mut summary = account.summary(expected, listened);
     summary.slow_consumer = client.health().slow_consumer;
+    summary.started_unix_ms = started_unix_ms;
     let written = match &args.out {
         Some(dir) => write_all(dir, &account, &summary),
         None => Ok(()),

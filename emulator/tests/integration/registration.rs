@@ -41,7 +41,10 @@ async fn collect(sub: &mut async_nats::Subscriber, until: u64) -> Vec<Arrival> {
                 .unwrap_or_else(|e| panic!("undecodable registration: {e}"));
         assert_eq!(request.agent, "registration");
         assert_eq!(request.reply_to, "dev.null");
-        assert_eq!(request.mc_sender.as_deref(), Some(request.senderid.as_str()));
+        assert_eq!(
+            request.mc_sender.as_deref(),
+            Some(request.senderid.as_str())
+        );
         out.push(Arrival {
             sender: request.senderid,
             at_ms: unix_ms(),
@@ -51,7 +54,10 @@ async fn collect(sub: &mut async_nats::Subscriber, until: u64) -> Vec<Arrival> {
     }
 }
 
-async fn subscriber(nats: &NatsServer, subject: &str) -> (async_nats::Client, async_nats::Subscriber) {
+async fn subscriber(
+    nats: &NatsServer,
+    subject: &str,
+) -> (async_nats::Client, async_nats::Subscriber) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let sub = client.subscribe(subject.to_owned()).await.unwrap();
     client.flush().await.unwrap();
@@ -195,7 +201,11 @@ async fn splay_spreads_first_registrations_over_the_interval() {
     for offset in first.values() {
         per_second[(*offset / 1000).min(3) as usize] += 1;
     }
-    assert!(first.len() >= 450, "most senders registered once: {}", first.len());
+    assert!(
+        first.len() >= 450,
+        "most senders registered once: {}",
+        first.len()
+    );
     assert!(
         per_second.iter().all(|n| (60..=220).contains(n)),
         "first registrations per second of the interval: {per_second:?}"
@@ -225,8 +235,7 @@ async fn filecontent_publishes_the_file_as_the_config_file_says() {
         ),
     )
     .unwrap();
-    let (_client, mut sub) =
-        subscriber(&nats, "collective1.broadcast.agent.registration").await;
+    let (_client, mut sub) = subscriber(&nats, "collective1.broadcast.agent.registration").await;
     let running = start_emulator(
         &nats.url(),
         "file",
@@ -261,15 +270,27 @@ fn registration_flags_are_checked() {
         argv.extend_from_slice(extra);
         emulator::Config::from_args(&emulator::cli::Args::try_parse_from(argv).unwrap())
     };
-    let err = parse(&["--registration", "filecontent"]).unwrap_err().to_string();
+    let err = parse(&["--registration", "filecontent"])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--registration-file"), "{err}");
-    let err = parse(&["--registration", "inventorycontent", "--registerinterval", "0"])
-        .unwrap_err()
-        .to_string();
+    let err = parse(&[
+        "--registration",
+        "inventorycontent",
+        "--registerinterval",
+        "0",
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("at least 1"), "{err}");
-    let err = parse(&["--registration", "inventorycontent", "--registration-target", "a.>"])
-        .unwrap_err()
-        .to_string();
+    let err = parse(&[
+        "--registration",
+        "inventorycontent",
+        "--registration-target",
+        "a.>",
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("publish"), "{err}");
     assert!(
         emulator::cli::Args::try_parse_from(["emulator", "-i", "1", "--registration", "nope"])

@@ -13,3 +13,4 @@ mod measure;
 mod node;
 mod observe;
 mod playbooks;
+mod registration;

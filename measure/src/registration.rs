@@ -185,6 +185,7 @@ impl Account {
         };
         let listened_s = listened.as_secs_f64();
         RegistrationSummary {
+            started_unix_ms: 0,
             listened_s,
             received: self.received,
             decoded,
@@ -231,6 +232,8 @@ pub enum Expected<'a> {
 /// `summary.json` of a registration measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistrationSummary {
+    /// Unix milliseconds when listening began: every `*_s` time counts from here.
+    pub started_unix_ms: u64,
     pub listened_s: f64,
     pub received: u64,
     pub decoded: u64,
@@ -387,6 +390,9 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
         );
     }
     let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
     // Stamp on arrival in a task of its own; decoding happens behind the queue.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut merged = futures::stream::select_all(streams);
@@ -421,6 +427,7 @@ pub async fn run(args: &MeasureArgs) -> Result<i32, MeasureError> {
     }
     let mut summary = account.summary(expected, listened);
     summary.slow_consumer = client.health().slow_consumer;
+    summary.started_unix_ms = started_unix_ms;
     let written = match &args.out {
         Some(dir) => write_all(dir, &account, &summary),
         None => Ok(()),

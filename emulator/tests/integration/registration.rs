@@ -31,11 +31,16 @@ struct Arrival {
 async fn collect(sub: &mut async_nats::Subscriber, until: u64) -> Vec<Arrival> {
     let mut out = Vec::new();
     loop {
-        let left = until.saturating_sub(unix_ms());
+        let now = unix_ms();
+        if now >= until {
+            return out;
+        }
+        let left = until - now;
         let next = tokio::time::timeout(Duration::from_millis(left), sub.next()).await;
         let Ok(Some(msg)) = next else {
             return out;
         };
+        let at_ms = unix_ms();
         let (request, registration) =
             registration::decode(&msg.payload, agents::codec::DEFAULT_MAX_MESSAGE)
                 .unwrap_or_else(|e| panic!("undecodable registration: {e}"));
@@ -47,11 +52,21 @@ async fn collect(sub: &mut async_nats::Subscriber, until: u64) -> Vec<Arrival> {
         );
         out.push(Arrival {
             sender: request.senderid,
-            at_ms: unix_ms(),
+            at_ms,
             bytes: msg.payload.len(),
             registration,
         });
+        if at_ms > until {
+            // Read after a timer that fired late under load: the last one, past the window
+            // (a caller counting a window drops it with `within`).
+            return out;
+        }
     }
+}
+
+/// The arrivals up to `until` (unix ms).
+fn within(arrivals: Vec<Arrival>, until: u64) -> Vec<Arrival> {
+    arrivals.into_iter().filter(|a| a.at_ms <= until).collect()
 }
 
 async fn subscriber(
@@ -68,7 +83,9 @@ async fn subscriber(
 async fn five_hundred_instances_register_once_per_interval_without_splay() {
     let nats = NatsServer::start();
     let (_client, mut sub) = subscriber(&nats, "mcollective.broadcast.agent.registration").await;
-    let epoch = unix_ms();
+    // The first tick 8 s out (generous: the machine is shared), so that the fleet is connected
+    // before it and every cycle is a scheduled one.
+    let epoch = unix_ms() + 8_000;
     let epoch_flag = epoch.to_string();
     let running = start_emulator(
         &nats.url(),
@@ -85,12 +102,16 @@ async fn five_hundred_instances_register_once_per_interval_without_splay() {
         ],
     )
     .await;
-    // Cycle 0 (at start, as each instance connects) and cycles 1 and 2 (at epoch + 2 s, 4 s).
-    let arrivals = collect(&mut sub, epoch + 5_900).await;
+    assert!(
+        unix_ms() < epoch,
+        "the fleet connected before the first tick"
+    );
+    // Cycles 0, 1 and 2: at the epoch, epoch + 2 s and epoch + 4 s.
+    let arrivals = within(collect(&mut sub, epoch + 5_900).await, epoch + 5_900);
     let mut per_cycle: BTreeMap<u64, BTreeMap<String, u32>> = BTreeMap::new();
     for a in &arrivals {
         *per_cycle
-            .entry((a.at_ms - epoch) / 2000)
+            .entry(a.at_ms.saturating_sub(epoch) / 2000)
             .or_default()
             .entry(a.sender.clone())
             .or_default() += 1;
@@ -173,7 +194,7 @@ async fn counters_in_debug_vars_and_metrics_match_what_arrived() {
 async fn splay_spreads_first_registrations_over_the_interval() {
     let nats = NatsServer::start();
     let (_client, mut sub) = subscriber(&nats, "mcollective.broadcast.agent.registration").await;
-    let epoch = unix_ms();
+    let epoch = unix_ms() + 8_000;
     let epoch_flag = epoch.to_string();
     let running = start_emulator(
         &nats.url(),
@@ -189,14 +210,20 @@ async fn splay_spreads_first_registrations_over_the_interval() {
         ],
     )
     .await;
-    let arrivals = collect(&mut sub, epoch + 4_000).await;
+    assert!(
+        unix_ms() < epoch,
+        "the fleet connected before the first tick"
+    );
+    let arrivals = within(collect(&mut sub, epoch + 4_000).await, epoch + 4_000);
     assert!(running.stop(Duration::from_secs(5)).await.drained_cleanly);
     let mut first: BTreeMap<String, u64> = BTreeMap::new();
     for a in &arrivals {
-        first.entry(a.sender.clone()).or_insert(a.at_ms - epoch);
+        first
+            .entry(a.sender.clone())
+            .or_insert(a.at_ms.saturating_sub(epoch));
     }
-    // Offsets are uniform in 0..4 s: about 125 per second. Generous bounds (the fleet connects
-    // in its first few hundred ms on a shared machine) still tell splay from a storm.
+    // Offsets are uniform in 0..4 s: about 125 per second (binomial, sd 10). Generous bounds
+    // for a shared machine still tell splay from a storm.
     let mut per_second = [0u32; 4];
     for offset in first.values() {
         per_second[(*offset / 1000).min(3) as usize] += 1;
@@ -210,10 +237,14 @@ async fn splay_spreads_first_registrations_over_the_interval() {
         per_second.iter().all(|n| (60..=220).contains(n)),
         "first registrations per second of the interval: {per_second:?}"
     );
-    assert_eq!(
-        arrivals.len(),
-        first.len(),
-        "nobody registers twice within the interval"
+    let mut counts: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for a in &arrivals {
+        counts.entry(a.sender.as_str()).or_default().push(a.at_ms);
+    }
+    let twice: Vec<(&&str, &Vec<u64>)> = counts.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "nobody registers twice within the interval (epoch {epoch}): {twice:?}"
     );
 }
 
@@ -301,4 +332,75 @@ fn registration_flags_are_checked() {
     assert_eq!(r.interval, Duration::from_secs(300));
     assert!(r.splay && r.compression);
     assert!(parse(&[]).unwrap().registration.is_none());
+}
+
+/// A fleet split over two worker processes registers on the supervisor's ticks: each of the 600
+/// instances exactly once per cycle, whichever worker holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_keep_the_fleets_phases() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+    let nats = NatsServer::start();
+    let (_client, mut sub) = subscriber(&nats, "mcollective.broadcast.agent.registration").await;
+    // The epoch 6 s out: both workers are connected before the first tick (generous: the
+    // machine is shared).
+    let epoch = unix_ms() + 6_000;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emulator"))
+        .args(["-i", "600", "--name", "wrk", "--server", &nats.url()])
+        .args([
+            "-p",
+            "0",
+            "--http-address",
+            "127.0.0.1",
+            "--loglevel",
+            "warn",
+        ])
+        .args([
+            "--registration",
+            "inventorycontent",
+            "--registerinterval",
+            "2",
+            "--no-registration-splay",
+            "--registration-epoch",
+            &epoch.to_string(),
+        ])
+        .env("EMULATOR_PROCESS_BUDGET", "300")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(line.contains("in 2 workers"), "{line}");
+    let arrivals = within(collect(&mut sub, epoch + 3_900).await, epoch + 3_900);
+    natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mut per_cycle: BTreeMap<i64, BTreeMap<String, u32>> = BTreeMap::new();
+    for a in &arrivals {
+        let cycle = (a.at_ms as i64 - epoch as i64).div_euclid(2000);
+        *per_cycle
+            .entry(cycle)
+            .or_default()
+            .entry(a.sender.clone())
+            .or_default() += 1;
+    }
+    assert!(
+        !per_cycle.contains_key(&-1),
+        "nothing before the first tick"
+    );
+    for cycle in [0, 1] {
+        let senders = &per_cycle[&cycle];
+        assert_eq!(senders.len(), 600, "cycle {cycle}");
+        assert!(senders.values().all(|n| *n == 1), "cycle {cycle}");
+    }
 }

@@ -70,18 +70,45 @@ async fn measure_sees_exactly_the_seeded_faults() {
     // Failed: the failing 5 % answered with statuscode 1.
     assert_eq!(summary["failed"], 50, "{summary}");
     assert_eq!(summary["ok"], 900, "{summary}");
-    // Slow: the slow 10 % answered after at least 300 ms, and nobody else did.
+    // Slow: the slow 10 % answered after at least 300 ms. Nobody else did either, unless the
+    // machine itself is slow: when the other replies' p99 is well under 300 ms (a quiet
+    // machine), the late set must be exactly the slow set.
     let times = std::fs::read_to_string(out.path().join("times.csv")).unwrap();
-    let late_ones: BTreeSet<String> = times
+    let replies: Vec<(String, u128)> = times
         .lines()
         .skip(1)
-        .filter_map(|l| {
+        .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            let ns: u128 = f[2].parse().unwrap();
-            (ns >= 300_000_000).then(|| f[1].to_owned())
+            (f[1].to_owned(), f[2].parse().unwrap())
         })
         .collect();
-    assert_eq!(late_ones, slow);
+    let late_ones: BTreeSet<String> = replies
+        .iter()
+        .filter(|(_, ns)| *ns >= 300_000_000)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let missed: Vec<&String> = slow.difference(&late_ones).collect();
+    assert!(
+        missed.is_empty(),
+        "slow identities answered before 300 ms: {missed:?}"
+    );
+    let mut others: Vec<u128> = replies
+        .iter()
+        .filter(|(id, _)| !slow.contains(id))
+        .map(|(_, ns)| *ns)
+        .collect();
+    others.sort_unstable();
+    let p99 = others[others.len() * 99 / 100];
+    if p99 < 200_000_000 {
+        assert_eq!(late_ones, slow);
+    } else {
+        eprintln!(
+            "loaded machine: the other replies' p99 is {} ms, so {} of them were also late; \
+             only the slow set's lateness is checked",
+            p99 / 1_000_000,
+            late_ones.len() - slow.len()
+        );
+    }
     // The fleet's counters say the same.
     let vars = running.debug_vars();
     for (kind, n) in [("fail", 50), ("drop", 50), ("slow", 100)] {

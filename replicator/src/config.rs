@@ -452,14 +452,37 @@ impl TryFrom<RawStream> for StreamConfig {
     }
 }
 
-fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text: Option<String> = Option::deserialize(d)?;
-    match text {
-        None => Ok(None),
-        Some(t) => parse_duration(&t)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
+/// A duration written as text; parsed inside the visitor so that an error carries the
+/// position of the value itself.
+struct TextDuration(Duration);
+
+impl<'de> Deserialize<'de> for TextDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TextDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as 10m, 1h or 30s")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TextDuration, E> {
+                parse_duration(v).map(TextDuration).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TextDuration, E> {
+                if v == 0 {
+                    Ok(TextDuration(Duration::ZERO))
+                } else {
+                    Err(E::custom(format!(
+                        "{v} has no unit: write e.g. {v}s or {v}m"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Ok(Option::<TextDuration>::deserialize(d)?.map(|t| t.0))
 }
 
 /// Parses Go-style durations (`1h30m`, `10s`, `500ms`) plus days and weeks (`1d`, `2w`).

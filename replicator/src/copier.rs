@@ -324,12 +324,10 @@ impl Copier {
         };
         let durable = consumer_name(&self.name, &self.cfg.stream);
         let mut floor = target_floor;
-        let mut existed = false;
         if let Ok(mut existing) = source
             .get_consumer::<consumer::pull::Config>(&durable)
             .await
         {
-            existed = true;
             if let Ok(info) = existing.info().await {
                 floor = floor.max(info.ack_floor.stream_sequence);
             }
@@ -338,7 +336,7 @@ impl Copier {
                 .await
                 .map_err(|e| err(format!("cannot replace consumer {durable}: {e}")))?;
         }
-        let deliver_policy = if floor > 0 || existed && floor > 0 {
+        let deliver_policy = if floor > 0 {
             consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: floor + 1,
             }

@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod config;
 pub mod copier;
 pub mod metrics;
+pub mod probe;
 pub mod sampler;
 
 use std::sync::Arc;

@@ -44,6 +44,37 @@ enum Command {
         #[arg(long, default_value = "info")]
         loglevel: String,
     },
+    /// Test publisher: Choria v1 registration requests for SENDERS identities, ROUNDS times.
+    Register {
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "mcollective")]
+        collective: String,
+        #[arg(long, default_value = "node")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        senders: usize,
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Seconds between rounds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Senders in a stream: one line per subject (count, age of the newest message), then a
+    /// summary; exits 1 when fewer than --expect subjects are present.
+    Senders {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        stream: String,
+        #[arg(long, default_value = ">")]
+        filter: String,
+        #[arg(long, default_value_t = 0)]
+        expect: usize,
+        /// Print only the summary line.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 /// Exit status of a refused configuration (as for clap's usage errors).
@@ -114,6 +145,59 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
                     natsproc::shutdown::signals(),
                 ))
                 .map_err(|e| (1, e.into()))
+        }
+        Some(Command::Register {
+            server,
+            collective,
+            prefix,
+            senders,
+            rounds,
+            interval,
+        }) => {
+            let interval = std::time::Duration::try_from_secs_f64(interval)
+                .map_err(|e| usage(anyhow::anyhow!("--interval: {e}")))?;
+            let sent = runtime()?
+                .block_on(replicator::probe::register(
+                    &server,
+                    &collective,
+                    &prefix,
+                    senders,
+                    rounds,
+                    interval,
+                ))
+                .map_err(|e| (1, e.into()))?;
+            println!("published {sent} registration requests");
+            Ok(())
+        }
+        Some(Command::Senders {
+            server,
+            stream,
+            filter,
+            expect,
+            quiet,
+        }) => {
+            let found = runtime()?
+                .block_on(replicator::probe::senders(&server, &stream, &filter))
+                .map_err(|e| (1, e.into()))?;
+            if !quiet {
+                for (subject, (n, age)) in &found {
+                    println!("{subject} {n} {age:.1}s");
+                }
+            }
+            let newest = found.values().map(|v| v.1).fold(f64::INFINITY, f64::min);
+            let oldest = found.values().map(|v| v.1).fold(0.0, f64::max);
+            println!(
+                "{stream}: {} senders, {} messages, newest message {newest:.1}s old, stalest sender {oldest:.1}s",
+                found.len(),
+                found.values().map(|v| v.0).sum::<usize>()
+            );
+            if found.len() < expect {
+                return Err((
+                    1,
+                    anyhow::anyhow!("{} senders in {stream}, expected {expect}", found.len()),
+                ));
+            }
+            Ok(())
         }
         None => {
             let Some(file) = cli.config else {

@@ -40,6 +40,14 @@ pub struct StreamStats {
     pub dropped: AtomicU64,
 }
 
+/// One metric family: name, type, help, and how to read it from a stream's counters.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StreamStats) -> f64,
+);
+
 /// All counters, by stream label.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -62,7 +70,7 @@ impl Registry {
     pub fn to_prometheus(&self, replicator: &str) -> String {
         let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let families: [(&str, &str, &str, fn(&StreamStats) -> f64); 9] = [
+        let families: [Family; 9] = [
             (
                 "received_total",
                 "counter",

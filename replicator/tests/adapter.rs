@@ -111,11 +111,7 @@ async fn a_thousand_senders_land_in_the_stream_counted_by_sender() {
     assert_eq!(by_subject.len(), SENDERS);
     for s in 0..SENDERS {
         let subject = format!("choria.stream.input.registration.node{s}.example.net");
-        assert_eq!(
-            by_subject.get(&subject),
-            Some(&(ROUNDS as usize)),
-            "{subject}"
-        );
+        assert_eq!(by_subject.get(&subject), Some(&ROUNDS), "{subject}");
     }
     let _ = stop.send(());
     run.await.expect("join").expect("adapter");

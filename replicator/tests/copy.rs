@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 
 const N: u64 = 100_000;
-const FAULT_N: u64 = 40_000;
+const FAULT_N: u64 = 30_000;
 
 async fn assert_same(source: &JsServer, target: &JsServer) {
     let src = read_all(&source.js().await, "SRC", "").await;

@@ -1,6 +1,6 @@
 //! Whole-stream copies between two real JetStream nats-servers: the target holds exactly the
 //! source's messages (count, digest, order per subject), also across crashes of the target
-//! server, of the replicator, and of both.
+//! server, of the source server, of the replicator, and of target and replicator together.
 
 mod common;
 
@@ -126,6 +126,23 @@ async fn target_and_replicator_crash_together() {
     target.crash_and_restart();
     let _again = spawn_replicator(dir.path(), &config);
     filler.await.expect("filled");
+    wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_same(&source, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_crash_mid_copy_reconnects_and_completes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut source = JsServer::start();
+    let target = JsServer::start();
+    fill_in_background(&source).await.await.expect("filled");
+    let _replicator = spawn_replicator(
+        dir.path(),
+        &whole_config(&source.url(), &target.url(), None),
+    );
+    wait_some(&target, FAULT_N / 4).await;
+    source.crash_and_restart();
     wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_same(&source, &target).await;

@@ -37,6 +37,9 @@ pub struct LocalNatsOptions {
     pub config_file: Option<PathBuf>,
     /// Make the server a member of a cluster (routes on loopback).
     pub cluster: Option<ClusterOptions>,
+    /// Enable JetStream with this store directory (`-js -sd DIR`); the directory is the
+    /// caller's and survives the server, so a restart on the same port finds its streams.
+    pub jetstream: Option<PathBuf>,
 }
 
 /// Cluster membership of one server.
@@ -105,6 +108,9 @@ impl LocalNatsServer {
             .stderr(Stdio::piped());
         if let Some(cfg) = &options.config_file {
             command.arg("-c").arg(cfg);
+        }
+        if let Some(store) = &options.jetstream {
+            command.arg("-js").arg("-sd").arg(store);
         }
         if let Some(cluster) = &options.cluster {
             let route_port = cluster

@@ -63,6 +63,40 @@ impl NatsServer {
         }
     }
 
+    /// Starts nats-server with JetStream, its store in `store_dir` (kept after the server).
+    pub fn start_jetstream(store_dir: &std::path::Path) -> NatsServer {
+        Self::start_with(&LocalNatsOptions {
+            jetstream: Some(store_dir.to_path_buf()),
+            ..LocalNatsOptions::default()
+        })
+    }
+
+    /// Kills this JetStream server at once (SIGKILL, as a crash) and starts a new one on the
+    /// same client port with the same store directory.
+    pub fn kill_and_restart_jetstream(&mut self, store_dir: &std::path::Path) {
+        let port = self.inner.client_port();
+        self.inner.kill();
+        let options = LocalNatsOptions {
+            jetstream: Some(store_dir.to_path_buf()),
+            port: Some(port),
+            ..LocalNatsOptions::default()
+        };
+        // The port may linger a moment after the kill.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match LocalNatsServer::start(&options) {
+                Ok(inner) => {
+                    self.inner = inner;
+                    return;
+                }
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("cannot restart nats-server on port {port}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         self.inner.client_url()

@@ -49,6 +49,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
             "loadlab-node" => "node",
             "emulator-bench" => "bench",
             "federation-broker" | "federation-bench" => "federation",
+            "stream-replicator" => "replicator",
             other => other,
         };
         let mut cargo =

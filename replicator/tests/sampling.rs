@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt as _;
 
-async fn metric(port: u16, name: &str) -> f64 {
-    let text = reqwest::Client::builder()
+async fn metrics_text(port: u16) -> String {
+    reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("client")
@@ -19,7 +19,11 @@ async fn metric(port: u16, name: &str) -> f64 {
         .expect("GET /metrics")
         .text()
         .await
-        .expect("body");
+        .expect("body")
+}
+
+async fn metric(port: u16, name: &str) -> f64 {
+    let text = metrics_text(port).await;
     text.lines()
         .find(|l| l.starts_with(&format!("stream_replicator_{name}{{")))
         .and_then(|l| l.rsplit(' ').next())
@@ -103,6 +107,13 @@ async fn ten_senders_copy_ten_messages_and_a_size_change_one_more() {
     wait_metric(port, "received_total", 1002.0).await;
     wait_metric(port, "copied_total", 11.0).await;
     assert_eq!(count(&target.js().await, "DST").await, 11);
+    // The exposition, with every counter of a sampled stream set, passes Prometheus' own linter.
+    let text = metrics_text(port).await;
+    assert!(
+        text.contains("stream_replicator_skipped_sampling_total{"),
+        "{text}"
+    );
+    testkit::promtool_check(&text).unwrap_or_else(|e| panic!("promtool: {e}\n{text}"));
     let _ = stop.send(());
     run.await.expect("join").expect("run");
     // The state was saved: a restart copies nothing again for known senders.

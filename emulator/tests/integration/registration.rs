@@ -338,45 +338,31 @@ fn registration_flags_are_checked() {
 /// instances exactly once per cycle, whichever worker holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_keep_the_fleets_phases() {
-    use std::io::{BufRead as _, BufReader};
-    use std::process::{Command, Stdio};
     let nats = NatsServer::start();
     let (_client, mut sub) = subscriber(&nats, "mcollective.broadcast.agent.registration").await;
     // The epoch 6 s out: both workers are connected before the first tick (generous: the
     // machine is shared).
     let epoch = unix_ms() + 6_000;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emulator"))
-        .args(["-i", "600", "--name", "wrk", "--server", &nats.url()])
-        .args([
-            "-p",
-            "0",
-            "--http-address",
-            "127.0.0.1",
-            "--loglevel",
-            "warn",
-        ])
-        .args([
+    let epoch_flag = epoch.to_string();
+    let (mut child, line) = crate::supervisor::start_with_budget(
+        &[
+            "-i",
+            "600",
+            "--name",
+            "wrk",
+            "--server",
+            &nats.url(),
             "--registration",
             "inventorycontent",
             "--registerinterval",
             "2",
             "--no-registration-splay",
             "--registration-epoch",
-            &epoch.to_string(),
-        ])
-        .env("EMULATOR_PROCESS_BUDGET", "300")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+            &epoch_flag,
+        ],
+        300,
+    )
+    .await;
     assert!(line.contains("in 2 workers"), "{line}");
     let arrivals = within(collect(&mut sub, epoch + 3_900).await, epoch + 3_900);
     natsproc::send_signal(child.id() as i32, natsproc::process::Signal::TERM);

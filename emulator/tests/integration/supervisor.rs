@@ -32,6 +32,12 @@ fn children(parent: u32) -> Vec<u32> {
 
 /// Starts a supervised fleet and returns it with the ready line.
 async fn start(args: &[&str]) -> (Child, String) {
+    start_with_budget(args, 400).await
+}
+
+/// Starts a fleet whose processes may hold `budget` open files each (so that it splits into
+/// workers) and returns it with the ready line.
+pub(crate) async fn start_with_budget(args: &[&str], budget: u32) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .args([
@@ -42,7 +48,7 @@ async fn start(args: &[&str]) -> (Child, String) {
             "--loglevel",
             "warn",
         ])
-        .env("EMULATOR_PROCESS_BUDGET", "400")
+        .env("EMULATOR_PROCESS_BUDGET", budget.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -66,6 +66,19 @@ async fn a_whole_stream_is_copied_exactly() {
 }
 
 /// Fills while the replicator copies, so that faults land mid-copy.
+/// After a fault: the filler done, the target caught up, then (a second later, so that a late
+/// duplicate would show) exactly the source's messages.
+async fn finish_and_check(
+    filler: tokio::task::JoinHandle<()>,
+    source: &JsServer,
+    target: &JsServer,
+) {
+    filler.await.expect("filled");
+    wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_same(source, target).await;
+}
+
 async fn fill_in_background(source: &JsServer) -> tokio::task::JoinHandle<()> {
     let js = source.js().await;
     create_stream(&js, "SRC", "src").await;
@@ -90,10 +103,7 @@ async fn target_crash_mid_copy_loses_and_repeats_nothing() {
     target.crash_and_restart();
     tokio::time::sleep(Duration::from_millis(500)).await;
     target.crash_and_restart();
-    filler.await.expect("filled");
-    wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_same(&source, &target).await;
+    finish_and_check(filler, &source, &target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,10 +117,7 @@ async fn replicator_crash_mid_copy_resumes_from_the_durable_consumer() {
     wait_some(&target, FAULT_N / 4).await;
     kill9(&mut replicator);
     let _again = spawn_replicator(dir.path(), &config);
-    filler.await.expect("filled");
-    wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_same(&source, &target).await;
+    finish_and_check(filler, &source, &target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,10 +132,7 @@ async fn target_and_replicator_crash_together() {
     kill9(&mut replicator);
     target.crash_and_restart();
     let _again = spawn_replicator(dir.path(), &config);
-    filler.await.expect("filled");
-    wait_for(&target.url(), "DST", FAULT_N, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_same(&source, &target).await;
+    finish_and_check(filler, &source, &target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,12 @@
 //! Copying one stream: connect → wait for the source stream → make the target stream →
-//! resume point → read (durable pull consumer) → age/sample → publish (many in flight) →
-//! target acks, in order → source ack (`AckAll` of the highest message done).
+//! resume point → read (durable pull consumer) → age/sample → publish (many in flight, each with
+//! a reply subject on one inbox of ours) → target acks, settled in order → source ack (`AckAll`
+//! of the highest message done).
+//!
+//! The publishes are plain NATS publishes whose reply subject is `<inbox>.<source sequence>`;
+//! the target's JetStream answers each on it with its PubAck. One subscription takes all of
+//! them, and one periodic check finds the oldest unacknowledged publish too old: no per-message
+//! future, channel or timer.
 //!
 //! Every failure (a publish refused or timed out, the target or the source connection lost, the
 //! consumer stream ending) ends the *session*: the connections are dropped, the copier waits a
@@ -17,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
-use futures::stream::FuturesOrdered;
+use std::collections::VecDeque;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Start, StreamConfig, Tls};
@@ -133,16 +139,57 @@ pub(crate) async fn connect(
         })
 }
 
-type Ack = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Done, Result<(), String>)> + Send + 'static>,
->;
-
-/// A message whose fate is settled once its future resolves.
+/// A message read from the source, in source order, until its fate is settled: copied once the
+/// target acknowledged it, or skipped (age, sampling) at once.
 struct Done {
     seq: u64,
     published_ms: i64,
     copied: bool,
+    /// When the publish went out (copies only).
+    sent: Instant,
+    /// Whether it is settled: acknowledged by the target, or skipped.
+    settled: bool,
     message: jetstream::Message,
+}
+
+/// What the target's reply to one publish says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PubAck {
+    /// Stored (or a duplicate of what is stored: the copy is there either way).
+    Stored,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// Reads a JetStream PubAck: `{"stream":..,"seq":..}` (maybe `"duplicate":true`) is stored;
+/// `{"error":{..}}`, a status such as 503 (no stream listens on the subject) or anything else
+/// is refused.
+pub(crate) fn read_puback(status: Option<u16>, payload: &[u8]) -> PubAck {
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow)]
+        stream: Option<std::borrow::Cow<'a, str>>,
+        seq: Option<u64>,
+        error: Option<serde_json::Value>,
+    }
+    if let Some(code) = status
+        && !(200..300).contains(&code)
+    {
+        return PubAck::Refused(format!("status {code} from the target"));
+    }
+    match serde_json::from_slice::<Reply<'_>>(payload) {
+        Ok(Reply { error: Some(e), .. }) => PubAck::Refused(e.to_string()),
+        Ok(Reply {
+            stream: Some(_),
+            seq: Some(_),
+            ..
+        }) => PubAck::Stored,
+        Ok(_) => PubAck::Refused(format!(
+            "not an acknowledgement: {}",
+            String::from_utf8_lossy(&payload[..payload.len().min(200)])
+        )),
+        Err(e) => PubAck::Refused(format!("not an acknowledgement ({e})")),
+    }
 }
 
 impl Copier {
@@ -413,7 +460,16 @@ impl Copier {
                 stream: self.cfg.stream.clone(),
                 message: e.to_string(),
             })?;
-        let mut inflight: FuturesOrdered<Ack> = FuturesOrdered::new();
+        // The target's acknowledgements: `<inbox>.<source sequence>`, one subscription for all.
+        let inbox = target_client.new_inbox();
+        let mut acks = target_client
+            .subscribe(format!("{inbox}.*"))
+            .await
+            .map_err(|e| SessionError::Target {
+                stream: self.cfg.target_stream.clone(),
+                message: format!("cannot subscribe for acknowledgements: {e}"),
+            })?;
+        let mut inflight: VecDeque<Done> = VecDeque::with_capacity(WINDOW);
         let mut highest = 0u64;
         let mut done: Option<jetstream::Message> = None;
         let mut unacked = 0u64;
@@ -425,36 +481,63 @@ impl Copier {
             if source_error.is_some() && inflight.is_empty() {
                 break;
             }
+            // Settle, in source order, everything at the front that is acknowledged or skipped.
+            while inflight.front().is_some_and(|d| d.settled) {
+                if let Some(d) = inflight.pop_front() {
+                    self.settled(&d);
+                    done = Some(d.message);
+                    unacked += 1;
+                }
+            }
+            if unacked >= ACK_BATCH
+                && let Some(m) = &done
+            {
+                let _ = m.ack().await;
+                unacked = 0;
+            }
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
                     // Let what is in flight settle, briefly, so that the ack floor is current.
                     let drain = async {
-                        while let Some((d, r)) = inflight.next().await {
-                            if r.is_err() { break; }
-                            self.settled(&d);
-                            done = Some(d.message);
+                        while inflight.front().is_some_and(|d| !d.settled) {
+                            match acks.next().await {
+                                Some(reply) => {
+                                    if mark(&mut inflight, &reply).is_err() { break; }
+                                }
+                                None => break,
+                            }
                         }
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                    while inflight.front().is_some_and(|d| d.settled) {
+                        if let Some(d) = inflight.pop_front() {
+                            self.settled(&d);
+                            done = Some(d.message);
+                        }
+                    }
                     if let Some(m) = done.take() { let _ = m.ack().await; }
                     return Ok(());
                 }
-                Some((d, result)) = inflight.next(), if !inflight.is_empty() => {
-                    if let Err(message) = result {
+                reply = acks.next() => {
+                    let refused = match reply {
+                        Some(reply) => mark(&mut inflight, &reply).err(),
+                        None => Some((0, "the connection to the target closed".to_owned())),
+                    };
+                    if let Some((seq, message)) = refused {
                         self.stats.failed.fetch_add(1, Relaxed);
-                        if let Some(m) = done.take() { let _ = m.ack().await; }
-                        return Err(SessionError::Publish { seq: d.seq, message });
-                    }
-                    self.settled(&d);
-                    done = Some(d.message);
-                    unacked += 1;
-                    if unacked >= ACK_BATCH && let Some(m) = &done {
-                        let _ = m.ack().await;
-                        unacked = 0;
+                        return Err(self.fail(done.take(), seq, message).await);
                     }
                 }
                 _ = ack_tick.tick() => {
+                    if let Some(d) = inflight.iter().find(|d| !d.settled)
+                        && d.sent.elapsed() > PUBLISH_TIMEOUT
+                    {
+                        let seq = d.seq;
+                        self.stats.failed.fetch_add(1, Relaxed);
+                        let message = format!("no acknowledgement in {} s", PUBLISH_TIMEOUT.as_secs());
+                        return Err(self.fail(done.take(), seq, message).await);
+                    }
                     if unacked > 0 && let Some(m) = &done {
                         let _ = m.ack().await;
                         unacked = 0;
@@ -490,10 +573,11 @@ impl Copier {
                     self.stats.received.fetch_add(1, Relaxed);
                     self.stats.lag_messages.store(info.pending, Relaxed);
                     let now = now_ms();
+                    let skipped = |message| Done { seq, published_ms, copied: false, sent: Instant::now(), settled: true, message };
                     let too_old = self.cfg.max_age.is_some_and(|a| now.saturating_sub(published_ms) > i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
                     if too_old {
                         self.stats.skipped_age.fetch_add(1, Relaxed);
-                        inflight.push_back(settled(Done { seq, published_ms, copied: false, message }));
+                        inflight.push_back(skipped(message));
                         continue;
                     }
                     if !self.forced.contains(&seq) && let Some(sampler) = self.sampler.as_mut() {
@@ -507,7 +591,7 @@ impl Copier {
                                 Decision::Copy => { self.forced.insert(seq); }
                                 Decision::Skip => {
                                     self.stats.skipped_sampling.fetch_add(1, Relaxed);
-                                    inflight.push_back(settled(Done { seq, published_ms, copied: false, message }));
+                                    inflight.push_back(skipped(message));
                                     continue;
                                 }
                             }
@@ -516,20 +600,14 @@ impl Copier {
                     let headers = self.headers(&message, seq, now);
                     let subject = self.cfg.target_subject(&message.subject);
                     let payload = message.payload.clone();
-                    match target_js.publish_with_headers(subject, headers, payload).await {
-                        Ok(ack) => {
-                            let d = Done { seq, published_ms, copied: true, message };
-                            inflight.push_back(Box::pin(async move {
-                                let r = ack.await.map(|_| ()).map_err(|e| e.to_string());
-                                (d, r)
-                            }));
-                        }
-                        Err(e) => {
-                            self.stats.failed.fetch_add(1, Relaxed);
-                            if let Some(m) = done.take() { let _ = m.ack().await; }
-                            return Err(SessionError::Publish { seq, message: e.to_string() });
-                        }
+                    let sent = target_client
+                        .publish_with_reply_and_headers(subject, format!("{inbox}.{seq}"), headers, payload)
+                        .await;
+                    if let Err(e) = sent {
+                        self.stats.failed.fetch_add(1, Relaxed);
+                        return Err(self.fail(done.take(), seq, e.to_string()).await);
                     }
+                    inflight.push_back(Done { seq, published_ms, copied: true, sent: Instant::now(), settled: false, message });
                 }
             }
         }
@@ -542,6 +620,18 @@ impl Copier {
         })
     }
 
+    /// Ends a session on a failed publish: the source learns what was done, then the error.
+    async fn fail(
+        &self,
+        done: Option<jetstream::Message>,
+        seq: u64,
+        message: String,
+    ) -> SessionError {
+        if let Some(m) = done {
+            let _ = m.ack().await;
+        }
+        SessionError::Publish { seq, message }
+    }
     fn settled(&mut self, d: &Done) {
         if d.copied {
             self.stats.copied.fetch_add(1, Relaxed);
@@ -638,6 +728,72 @@ impl Copier {
     }
 }
 
-fn settled(d: Done) -> Ack {
-    Box::pin(async move { (d, Ok(())) })
+/// Marks the publish a target reply answers as settled; a refusal is an error naming the
+/// sequence. A reply for nothing in flight (a late one from before a failure) is ignored.
+fn mark(inflight: &mut VecDeque<Done>, reply: &async_nats::Message) -> Result<(), (u64, String)> {
+    let Some(seq) = reply
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    let Ok(i) = inflight.binary_search_by_key(&seq, |d| d.seq) else {
+        return Ok(());
+    };
+    match read_puback(reply.status.map(|s| s.as_u16()), &reply.payload) {
+        PubAck::Stored => {
+            inflight[i].settled = true;
+            Ok(())
+        }
+        PubAck::Refused(why) => Err((seq, why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pubacks_are_read_strictly() {
+        assert_eq!(
+            read_puback(None, br#"{"stream":"DST","seq":7}"#),
+            PubAck::Stored
+        );
+        assert_eq!(
+            read_puback(None, br#"{"stream":"DST","seq":7,"duplicate":true}"#),
+            PubAck::Stored
+        );
+        let refused = |status, body: &[u8]| match read_puback(status, body) {
+            PubAck::Refused(why) => why,
+            PubAck::Stored => panic!("{} read as stored", String::from_utf8_lossy(body)),
+        };
+        let why = refused(
+            None,
+            br#"{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}"#,
+        );
+        assert!(why.contains("jetstream not enabled"), "{why}");
+        assert_eq!(refused(Some(503), b""), "status 503 from the target");
+        assert!(refused(None, b"").contains("not an acknowledgement"));
+        assert!(refused(None, br#"{"stream":"DST"}"#).contains("not an acknowledgement"));
+        assert!(refused(None, b"\xff\x00").contains("not an acknowledgement"));
+    }
+
+    #[test]
+    fn a_reply_settles_only_its_own_publish() {
+        // `mark` needs real messages only for the payload it reads; an empty in-flight queue
+        // shows that replies for nothing in flight (late ones from an ended session) are ignored.
+        let mut inflight = VecDeque::new();
+        let reply = async_nats::Message {
+            subject: "_INBOX.x.41".into(),
+            reply: None,
+            payload: bytes::Bytes::from_static(br#"{"error":{"code":500}}"#),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        assert!(mark(&mut inflight, &reply).is_ok());
+    }
 }

@@ -111,7 +111,8 @@ pub struct ConnectArgs {
     #[arg(long, env = "EMULATOR_CONNECT_RATE", default_value_t = 10_000)]
     pub connect_rate: u32,
 
-    /// Connections in flight (connecting and subscribing) at once during the ramp.
+    /// Connections in flight (connecting and subscribing) at once, per server of the pool
+    /// (each server has its own accept queue), during the ramp and when reconnecting.
     #[arg(long, env = "EMULATOR_CONNECT_CONCURRENCY", default_value_t = 512)]
     pub connect_concurrency: u32,
 

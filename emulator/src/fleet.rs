@@ -54,10 +54,11 @@ impl Fleet {
         let mut nats = natsclient::Config::new(Arc::new(pool));
         nats.user.clone_from(&shared.config.user);
         nats.tls.clone_from(&shared.tls);
-        // Reconnects after a broker restart are capped like the ramp's initial connects.
-        nats.in_flight = Some(Arc::new(Semaphore::new(
-            shared.config.connect_concurrency as usize,
-        )));
+        // Reconnects after a broker restart are capped like the ramp's initial connects:
+        // `--connect-concurrency` per server of the pool, since each server has its own accept
+        // queue.
+        let limit = in_flight_limit(shared.config.connect_concurrency, servers.len());
+        nats.in_flight = Some(Arc::new(Semaphore::new(limit)));
         let nats = Arc::new(nats);
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
@@ -70,6 +71,7 @@ impl Fleet {
         let ramp = ramp(
             Arc::clone(&shared),
             nats,
+            limit,
             tracker.clone(),
             cancel.clone(),
             force.clone(),
@@ -166,15 +168,22 @@ impl Fleet {
     }
 }
 
+/// Connections in flight at once for the whole process: `per_server` for each server of the
+/// pool (at least one).
+pub(crate) fn in_flight_limit(per_server: u32, servers: usize) -> usize {
+    (per_server as usize).saturating_mul(servers.max(1))
+}
+
 async fn ramp(
     shared: Arc<Shared>,
     nats: Arc<natsclient::Config>,
+    limit: usize,
     tracker: TaskTracker,
     cancel: CancellationToken,
     force: CancellationToken,
     ready: Arc<Ready>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(shared.config.connect_concurrency as usize));
+    let in_flight = Arc::new(Semaphore::new(limit));
     let rate = f64::from(shared.config.connect_rate);
     let begun = tokio::time::Instant::now();
     for index in 0..shared.config.instances {
@@ -217,4 +226,18 @@ async fn ramp(
         tracker.spawn(task);
     }
     tracing::debug!(instances = shared.config.instances, "ramp finished");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_flight_limit;
+
+    #[test]
+    fn connections_in_flight_scale_with_the_servers_of_the_pool() {
+        assert_eq!(in_flight_limit(512, 1), 512);
+        assert_eq!(in_flight_limit(170, 4), 680);
+        // An empty pool still lets one server's worth through.
+        assert_eq!(in_flight_limit(512, 0), 512);
+        assert_eq!(in_flight_limit(u32::MAX, usize::MAX), usize::MAX);
+    }
 }

@@ -4,9 +4,11 @@
 //! Stages: split the identities `<name>-0 … <name>-(N-1)` into contiguous shares, one per
 //! worker → start the private broker (a cluster when one server cannot hold the fleet) unless
 //! `--server` was given → start each worker with its share (`--worker-offset`,
-//! `--fleet-instances`), its own loopback source addresses and an HTTP port of its own, and read
-//! its ready line → serve one `/debug/vars` and `/metrics` that sum the workers', with a
-//! per-worker breakdown, and the live page at `/` over them → watch the workers: one that dies is started again (at most
+//! `--fleet-instances`), its own loopback source addresses and an HTTP port of its own, all at
+//! once (they connect in parallel, each with its share of `--connect-concurrency` per server),
+//! then read every ready line → serve one `/debug/vars` and `/metrics` that sum the workers',
+//! with a per-worker breakdown, and the live page at `/` over them → watch the workers: one
+//! that dies is started again (at most
 //! `--worker-restarts` times each), else the fleet stops with an error → on shutdown, SIGTERM
 //! every worker and wait, SIGKILL what is left. Workers are tied to the supervisor by the kernel
 //! (`PR_SET_PDEATHSIG`) and registered for the emergency clean-up, so none is ever orphaned.
@@ -141,7 +143,7 @@ pub async fn run(
         http = %http_addr,
         "starting a supervised fleet"
     );
-    let mut running = Vec::with_capacity(shares.len());
+    let mut starting = Vec::with_capacity(shares.len());
     let mut next_source = 1u32;
     for (w, share) in shares.iter().enumerate() {
         let sources = if loopback {
@@ -155,8 +157,20 @@ pub async fn run(
             None
         };
         let args = worker_args(&config, *share, &servers, sources, shares.len() as u32);
-        running.push(start_worker(&binary, w, *share, &args)?);
+        match spawn_worker(&binary, w, *share, &args) {
+            Ok(s) => starting.push(s),
+            Err(e) => {
+                abandon(starting.into_iter().map(|s| s.child));
+                return Err(e.into());
+            }
+        }
     }
+    let mut running = tokio::task::spawn_blocking(move || await_all(starting))
+        .await
+        .map_err(|e| SupervisorError::NotReady {
+            worker: 0,
+            status: format!("waiting for the ready lines failed: {e}"),
+        })??;
     let view = Arc::new(View {
         brokers: broker
             .as_ref()
@@ -323,12 +337,22 @@ fn worker_args(
     a
 }
 
-fn start_worker(
+/// A worker process started but not ready yet: its ready line arrives on `ready`.
+struct Starting {
+    index: usize,
+    share: Share,
+    child: Child,
+    ready: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts a worker process without waiting for it: the fleet's workers connect at the same
+/// time, each with its share of `--connect-concurrency`.
+fn spawn_worker(
     binary: &PathBuf,
     index: usize,
     share: Share,
     args: &[String],
-) -> Result<Worker, SupervisorError> {
+) -> Result<Starting, SupervisorError> {
     let mut command = Command::new(binary);
     command
         .args(args)
@@ -341,19 +365,38 @@ fn start_worker(
             source,
         })?;
     natsproc::process::register_cleanup(child.id(), None);
-    let stdout = child.stdout.take();
-    let mut line = String::new();
-    if let Some(out) = stdout {
-        let mut reader = BufReader::new(out);
-        let _ = reader.read_line(&mut line);
-        // Keep draining the worker's stdout so it never blocks on a full pipe.
+    let (tx, ready) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        // Reads the ready line, then keeps draining the worker's stdout so it never blocks on
+        // a full pipe.
         std::thread::spawn(move || {
+            let mut reader = BufReader::new(out);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
             let mut sink = String::new();
             while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
                 sink.clear();
             }
         });
     }
+    Ok(Starting {
+        index,
+        share,
+        child,
+        ready,
+    })
+}
+
+/// Waits (blocking) for a started worker's ready line.
+fn await_ready(starting: Starting) -> Result<Worker, SupervisorError> {
+    let Starting {
+        index,
+        share,
+        mut child,
+        ready,
+    } = starting;
+    let line = ready.recv().unwrap_or_default();
     let Some(http) = line
         .split_whitespace()
         .last()
@@ -384,6 +427,44 @@ fn start_worker(
         http,
         restarts: 0,
     })
+}
+
+/// Waits (blocking) for every started worker's ready line, in order. When one is not ready,
+/// every other worker, ready or still starting, is killed: a fleet starts whole or not at all.
+fn await_all(starting: Vec<Starting>) -> Result<Vec<Worker>, SupervisorError> {
+    let mut ready: Vec<Worker> = Vec::with_capacity(starting.len());
+    let mut rest = starting.into_iter();
+    while let Some(next) = rest.next() {
+        match await_ready(next) {
+            Ok(worker) => ready.push(worker),
+            Err(e) => {
+                abandon(
+                    rest.map(|s| s.child)
+                        .chain(ready.into_iter().map(|w| w.child)),
+                );
+                return Err(e);
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Kills and reaps workers of a fleet that could not start.
+fn abandon(children: impl Iterator<Item = Child>) {
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+        natsproc::process::unregister_cleanup(child.id());
+    }
+}
+
+fn start_worker(
+    binary: &PathBuf,
+    index: usize,
+    share: Share,
+    args: &[String],
+) -> Result<Worker, SupervisorError> {
+    await_ready(spawn_worker(binary, index, share, args)?)
 }
 
 /// Starts again every worker that died, or fails when one died too often.

@@ -201,3 +201,42 @@ async fn a_dead_worker_is_started_again_and_sigkill_of_the_supervisor_orphans_no
     }
     everything.clear();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_that_cannot_start_stop_the_fleet_whole_with_a_clear_error() {
+    // Nothing listens on this port: every worker gives up after its connect timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let server = format!("nats://127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["-i", "900", "--name", "doomed", "--workers", "3"])
+        .args(["--server", &server, "--connect-timeout", "1"])
+        .args(["-p", "0", "--http-address", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The workers the supervisor started, seen while it runs.
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        seen.extend(children(child.id()));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the supervisor did not give up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("exited before it was ready"),
+        "the error names the worker: {stderr}"
+    );
+    assert_eq!(seen.len(), 3, "three workers were started: {seen:?}");
+    for pid in &seen {
+        assert!(!natsproc::process::is_alive(*pid), "{pid} left behind");
+    }
+}

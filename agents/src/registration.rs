@@ -108,6 +108,8 @@ pub struct InventoryData {
 #[serde(default)]
 pub struct InstanceStatus {
     pub identity: String,
+    /// Seconds since the daemon started.
+    pub uptime: i64,
     pub provisioning_mode: bool,
 }
 

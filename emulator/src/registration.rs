@@ -11,10 +11,16 @@
 //!
 //! Nothing is kept per instance: the per-instance member is a few hundred bytes rendered at
 //! publish time, without a compressor.
+//!
+//! A `filecontent` file is watched as go-choria does: its modification time is checked (at
+//! most once a second for the whole fleet); when it grew, the file is read again and the next
+//! registration of every instance carries the new content with `updated: true`. Since each
+//! instance publishes exactly once per interval, "the next registration of every instance" is
+//! every publish within one interval after the change: no per-instance state is needed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use agents::AgentId;
 use agents::registration::{self, Body, Kind, Sender};
@@ -34,7 +40,8 @@ pub struct RegistrationConfig {
     pub collective: Option<String>,
     /// Subject instead of `<collective>.broadcast.agent.registration`.
     pub target: Option<String>,
-    /// `filecontent`: the file, and its bytes and mtime as read at start.
+    /// `filecontent`: the file, and its bytes and mtime as read at start (read again whenever
+    /// its mtime grows).
     pub file: Option<RegistrationFile>,
     /// Gzip the content into `zcontent` (`plugin.choria.registration.<plugin>.compression`).
     pub compression: bool,
@@ -53,18 +60,23 @@ pub struct RegistrationFile {
 impl RegistrationFile {
     /// Reads `path` (its bytes and modification time).
     pub fn read(path: PathBuf) -> std::io::Result<RegistrationFile> {
+        let mtime = mtime(&path)?;
         let content = std::fs::read(&path)?;
-        let mtime = std::fs::metadata(&path)?
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
         Ok(RegistrationFile {
             path,
             content: Arc::new(content),
             mtime,
         })
     }
+}
+
+/// Modification time of `path` in Unix seconds, as go-choria sends it.
+fn mtime(path: &std::path::Path) -> std::io::Result<i64> {
+    Ok(std::fs::metadata(path)?
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)))
 }
 
 impl RegistrationConfig {
@@ -89,11 +101,14 @@ pub(crate) struct Registrar {
     subject: String,
     collective: String,
     body: Template,
+    /// Unix seconds when the template was made (the process start): `status.uptime` counts
+    /// from it.
+    started: i64,
 }
 
 enum Template {
     /// The whole payload, the same for every instance.
-    File(String),
+    File(FileTemplate),
     Inventory {
         /// The shared start of the content: a gzip member, or plain JSON text.
         shared: Vec<u8>,
@@ -124,22 +139,7 @@ impl Registrar {
             .clone()
             .unwrap_or_else(|| registration::subject(&collective));
         let body = match config.kind {
-            Kind::FileContent => {
-                let (path, content, mtime) = match &config.file {
-                    Some(f) => (f.path.display().to_string(), f.content.as_slice(), f.mtime),
-                    None => (String::new(), &[][..], 0),
-                };
-                let zipped;
-                let body = if config.compression {
-                    zipped = registration::gzip_member(content);
-                    Body::Gzip(&zipped)
-                } else {
-                    Body::Plain(content)
-                };
-                // `updated` is only ever true when the file's mtime grows between two
-                // publishes; the emulator reads the file once.
-                Template::File(registration::file_message(&path, mtime, false, body))
-            }
+            Kind::FileContent => Template::File(FileTemplate::new(config)),
             Kind::InventoryContent => {
                 let (prefix, varying_facts, shared_has_facts) =
                     inventory_prefix(name, collectives, agent_ids, facts);
@@ -160,6 +160,7 @@ impl Registrar {
             subject,
             collective,
             body,
+            started: i64::try_from(crate::schedule::unix_ms() / 1000).unwrap_or(0),
         }
     }
 
@@ -178,14 +179,15 @@ impl Registrar {
             time: now,
         };
         match &self.body {
-            Template::File(payload) => registration::encode_request(&sender, payload),
+            Template::File(file) => registration::encode_request(&sender, &file.payload()),
             Template::Inventory {
                 shared,
                 compressed,
                 varying_facts,
                 shared_has_facts,
             } => {
-                let suffix = inventory_suffix(s, facts, varying_facts, *shared_has_facts);
+                let uptime = now.saturating_sub(self.started).max(0);
+                let suffix = inventory_suffix(s, facts, varying_facts, *shared_has_facts, uptime);
                 let payload = if *compressed {
                     let mut stream = Vec::with_capacity(shared.len() + suffix.len() + 32);
                     stream.extend_from_slice(shared);
@@ -200,6 +202,129 @@ impl Registrar {
             }
         }
     }
+}
+
+/// How often the fleet looks at a `filecontent` file's modification time.
+const FILE_CHECK: Duration = Duration::from_secs(1);
+
+/// The `filecontent` payload of the fleet, rendered again when the file changes.
+struct FileTemplate {
+    path: Option<PathBuf>,
+    compression: bool,
+    interval: Duration,
+    check_every: Duration,
+    state: RwLock<FileState>,
+}
+
+struct FileState {
+    /// The payload with `updated: false`, and with `updated: true`.
+    plain: Arc<String>,
+    updated: Arc<String>,
+    mtime: i64,
+    /// When a newer file was read: publishes within one interval after it say `updated`.
+    changed_at: Option<Instant>,
+    checked_at: Instant,
+}
+
+impl FileTemplate {
+    fn new(config: &RegistrationConfig) -> FileTemplate {
+        let (path, content, mtime) = match &config.file {
+            Some(f) => (Some(f.path.clone()), f.content.as_slice(), f.mtime),
+            None => (None, &[][..], 0),
+        };
+        let (plain, updated) = render_file(path.as_deref(), content, mtime, config.compression);
+        FileTemplate {
+            path,
+            compression: config.compression,
+            interval: config.interval,
+            check_every: FILE_CHECK,
+            state: RwLock::new(FileState {
+                plain,
+                updated,
+                mtime,
+                changed_at: None,
+                checked_at: Instant::now(),
+            }),
+        }
+    }
+
+    /// The payload to publish now; reads the file again first when its mtime grew.
+    fn payload(&self) -> Arc<String> {
+        let now = Instant::now();
+        let due = self.state.read().map_or(true, |s| {
+            now.duration_since(s.checked_at) >= self.check_every
+        });
+        if due {
+            self.refresh(now);
+        }
+        let Ok(state) = self.state.read() else {
+            return Arc::new(String::new());
+        };
+        let updated = state
+            .changed_at
+            .is_some_and(|at| now.duration_since(at) < self.interval);
+        Arc::clone(if updated {
+            &state.updated
+        } else {
+            &state.plain
+        })
+    }
+
+    fn refresh(&self, now: Instant) {
+        let Some(path) = &self.path else { return };
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        if now.duration_since(state.checked_at) < self.check_every {
+            return; // another publisher checked meanwhile
+        }
+        state.checked_at = now;
+        let grown = match mtime(path) {
+            Ok(m) if m > state.mtime => m,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read the registration file; publishing what was read before");
+                return;
+            }
+        };
+        match std::fs::read(path) {
+            Ok(content) => {
+                let (plain, updated) = render_file(Some(path), &content, grown, self.compression);
+                tracing::info!(file = %path.display(), mtime = grown, bytes = content.len(), "registration file changed; publishing its new content");
+                *state = FileState {
+                    plain,
+                    updated,
+                    mtime: grown,
+                    changed_at: Some(now),
+                    checked_at: now,
+                };
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read the registration file; publishing what was read before");
+            }
+        }
+    }
+}
+
+/// The `filecontent` payloads of `content` (`updated` false and true).
+fn render_file(
+    path: Option<&std::path::Path>,
+    content: &[u8],
+    mtime: i64,
+    compression: bool,
+) -> (Arc<String>, Arc<String>) {
+    let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let zipped;
+    let body = if compression {
+        zipped = registration::gzip_member(content);
+        Body::Gzip(&zipped)
+    } else {
+        Body::Plain(content)
+    };
+    (
+        Arc::new(registration::file_message(&path, mtime, false, body)),
+        Arc::new(registration::file_message(&path, mtime, true, body)),
+    )
 }
 
 fn json(value: &impl serde::Serialize) -> String {
@@ -262,6 +387,7 @@ fn inventory_suffix(
     facts: &FactsTemplate,
     varying: &[String],
     mut comma: bool,
+    uptime: i64,
 ) -> String {
     let mut out = String::with_capacity(256);
     for key in varying {
@@ -276,6 +402,7 @@ fn inventory_suffix(
     }
     let status = registration::InstanceStatus {
         identity: s.identity.to_owned(),
+        uptime,
         provisioning_mode: false,
     };
     out.push_str("},\"classes\":");
@@ -325,11 +452,78 @@ mod tests {
                 );
                 assert_eq!(data.classes, facts.classes(s));
                 assert_eq!(data.collectives, collectives);
-                assert_eq!(data.status.unwrap().identity, identity);
+                let status = data.status.unwrap();
+                assert_eq!(status.identity, identity);
+                // `now` is before the template was made: never a negative uptime.
+                assert_eq!(status.uptime, 0);
+                let later = r.message(s, &facts, r.started + 42);
+                let (_, Registration::Inventory { data, .. }) =
+                    registration::decode(&later, agents::codec::DEFAULT_MAX_MESSAGE).unwrap()
+                else {
+                    panic!("inventory expected");
+                };
+                assert_eq!(data.status.unwrap().uptime, 42);
                 let names: Vec<&str> = data.agents.iter().map(|a| a.name.as_str()).collect();
                 assert_eq!(names, ["discovery", "rpcutil", "emulated0", "emulated1"]);
                 assert_eq!(data.build_info.unwrap().version, env!("CARGO_PKG_VERSION"));
             }
         }
+    }
+
+    #[test]
+    fn a_file_that_grows_newer_is_read_again_and_marked_updated_for_one_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.json");
+        std::fs::write(&path, b"first").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        file.set_modified(t0).unwrap();
+        let mut config = RegistrationConfig::new(Kind::FileContent, Duration::from_millis(300));
+        config.file = Some(RegistrationFile::read(path.clone()).unwrap());
+        let facts = FactsTemplate::plain(vec![], 1);
+        let mut r = Registrar::new(&config, "emu", &["mcollective".into()], &[], &facts);
+        if let Template::File(f) = &mut r.body {
+            f.check_every = Duration::ZERO;
+        }
+        let publish = |r: &Registrar| {
+            let s = Subject {
+                index: 0,
+                identity: "emu-0",
+                name: "emu",
+            };
+            let body = r.message(s, &facts, 1_700_000_000);
+            match registration::decode(&body, agents::codec::DEFAULT_MAX_MESSAGE).unwrap() {
+                (_, Registration::File(f)) => f,
+                other => panic!("file content expected: {other:?}"),
+            }
+        };
+        let first = publish(&r);
+        assert_eq!(
+            (first.content.as_slice(), first.mtime, first.updated),
+            (&b"first"[..], 1_700_000_000, false),
+            "never updated on the first publish"
+        );
+        // Rewritten without a newer mtime: go-choria does not notice, neither does the fleet.
+        std::fs::write(&path, b"same mtime").unwrap();
+        file.set_modified(t0).unwrap();
+        assert_eq!(publish(&r).content, b"first");
+        // A newer file: read again, updated for one interval, then plain again.
+        std::fs::write(&path, b"second").unwrap();
+        file.set_modified(t0 + Duration::from_secs(60)).unwrap();
+        let changed = publish(&r);
+        assert_eq!(
+            (changed.content.as_slice(), changed.mtime, changed.updated),
+            (&b"second"[..], 1_700_000_060, true)
+        );
+        assert!(publish(&r).updated, "still within the interval");
+        std::thread::sleep(Duration::from_millis(350));
+        let later = publish(&r);
+        assert_eq!(
+            (later.content.as_slice(), later.updated),
+            (&b"second"[..], false)
+        );
+        // A file that disappears keeps the last content.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(publish(&r).content, b"second");
     }
 }

@@ -2,8 +2,8 @@
 """Offline structural check of terraform/ with python-hcl2 (no providers, no AWS).
 
 Parses every .tf file and asserts that the environment has the variables, resources and
-outputs the playbooks and docs rely on, and that the user-data templates set the file limits
-and sysctls. Exit status 0 when everything holds, 1 otherwise (every problem is listed).
+outputs the playbooks and docs rely on, that the user-data templates set the file limits
+and sysctls, and that every instance passes each variable the user-data template reads. Exit status 0 when everything holds, 1 otherwise (every problem is listed).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ REQUIRED_VARIABLES = [
     "emulator_instance_type",
     "node_url",
     "emulator_url",
+    "federation_broker_url",
+    "stream_replicator_url",
 ]
 # Variables that must be given by the user (no default).
 VARIABLES_WITHOUT_DEFAULT = ["key_name", "management_cidrs", "node_url"]
@@ -100,6 +102,16 @@ def blocks(doc: dict, kind: str) -> list[dict]:
     return [b for b in doc.get(kind, []) if isinstance(b, dict)]
 
 
+def template_variables(text: str) -> set[str]:
+    """The variables a template reads: `${name}` interpolations (not the `$${...}` escapes) and
+    the names in `%{ if ... }` directives."""
+    names = set(re.findall(r"(?<!\$)\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}", text))
+    for cond in re.findall(r"%\{\s*if\s+([^}]*?)~?\s*\}", text):
+        cond = re.sub(r'"[^"]*"', "", cond)
+        names.update(re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b", cond))
+    return names - {"true", "false", "null"}
+
+
 def main() -> int:
     if not ROOT.is_dir():
         print(f"check_terraform: {ROOT} does not exist", file=sys.stderr)
@@ -117,6 +129,7 @@ def main() -> int:
     data_sources: dict[str, dict[str, dict]] = {}
     outputs: dict[str, dict] = {}
     locals_: set[str] = set()
+    common: set[str] = set()  # keys of local.user_data_common
     terraform_blocks: list[dict] = []
     raw_text = ""
     for path in tf_files:
@@ -134,6 +147,8 @@ def main() -> int:
             outputs.update(b)
         for b in blocks(doc, "locals"):
             locals_.update(b.keys())
+            if isinstance(b.get("user_data_common"), dict):
+                common.update(b["user_data_common"].keys())
         for b in blocks(doc, "resource"):
             for rtype, named in b.items():
                 resources.setdefault(rtype, {}).update(named)
@@ -233,6 +248,18 @@ def main() -> int:
     for label, pattern in TEMPLATE_PATTERNS.items():
         if not re.search(pattern, template_text):
             problem(f"user-data templates lack {label}")
+
+    # every variable the user-data template reads is passed by each aws_instance, either through
+    # local.user_data_common or in the instance's own merge() map
+    user_data = ROOT / "templates" / "user-data.sh.tftpl"
+    if not common:
+        problem("locals lack the user_data_common map")
+    if user_data.is_file():
+        for name in sorted(template_variables(user_data.read_text())):
+            for inst, body in instances.items():
+                passed = str(body.get("user_data", "")).partition("local.user_data_common")[2]
+                if name not in common and not re.search(rf"\b{name}\s*=", passed):
+                    problem(f"aws_instance.{inst} does not pass {name} to user-data.sh.tftpl")
 
     # the docs must not pretend apply was run
     readme = ROOT / "README.md"

@@ -38,18 +38,24 @@ locals {
 
   security_groups = [aws_security_group.internal.id, aws_security_group.management.id]
 
-  # Values every user data render shares; the role specific ones are merged in below.
+  # Values every user data render shares; the role specific ones are merged in below. The
+  # template itself picks the roles of the federation broker (nats) and the stream
+  # replicator (management).
   user_data_common = {
-    project            = var.project
-    management_ip      = local.management_ip
-    nats_servers       = local.nats_servers
-    instances_per_host = var.instances_per_host
-    node_url           = var.node_url
-    node_sha256        = var.node_sha256
-    emulator_url       = var.emulator_url
-    emulator_sha256    = var.emulator_sha256
-    nats_server_url    = local.nats_server_url
-    nats_autostart     = var.nats_autostart
+    project                  = var.project
+    management_ip            = local.management_ip
+    nats_servers             = local.nats_servers
+    instances_per_host       = var.instances_per_host
+    node_url                 = var.node_url
+    node_sha256              = var.node_sha256
+    emulator_url             = var.emulator_url
+    emulator_sha256          = var.emulator_sha256
+    federation_broker_url    = var.federation_broker_url
+    federation_broker_sha256 = var.federation_broker_sha256
+    stream_replicator_url    = var.stream_replicator_url
+    stream_replicator_sha256 = var.stream_replicator_sha256
+    nats_server_url          = local.nats_server_url
+    nats_autostart           = var.nats_autostart
   }
 }
 

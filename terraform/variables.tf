@@ -198,6 +198,50 @@ variable "playbook_url" {
   }
 }
 
+variable "federation_broker_url" {
+  description = "http(s) URL of the federation-broker binary, installed as /usr/local/bin/federation-broker (beside loadlab-node, where start_federation looks for it) on the NATS hosts; empty skips it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^(https?://[^\\s'\"]+)?$", var.federation_broker_url))
+    error_message = "federation_broker_url must be empty or an http(s) URL without quotes or spaces."
+  }
+}
+
+variable "federation_broker_sha256" {
+  description = "SHA-256 of the federation-broker binary; empty skips the check."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([a-fA-F0-9]{64})?$", var.federation_broker_sha256))
+    error_message = "federation_broker_sha256 must be empty or 64 hex digits."
+  }
+}
+
+variable "stream_replicator_url" {
+  description = "http(s) URL of the stream-replicator binary, installed as /usr/local/bin/stream-replicator on the management host; empty skips it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^(https?://[^\\s'\"]+)?$", var.stream_replicator_url))
+    error_message = "stream_replicator_url must be empty or an http(s) URL without quotes or spaces."
+  }
+}
+
+variable "stream_replicator_sha256" {
+  description = "SHA-256 of the stream-replicator binary; empty skips the check."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([a-fA-F0-9]{64})?$", var.stream_replicator_sha256))
+    error_message = "stream_replicator_sha256 must be empty or 64 hex digits."
+  }
+}
+
 variable "nats_server_version" {
   description = "nats-server release installed from GitHub on the management and NATS hosts."
   type        = string

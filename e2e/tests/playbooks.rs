@@ -1,6 +1,8 @@
 //! The whole workflow on one machine, driven by the playbooks in `playbooks/`: a management
 //! nats-server, three `loadlab-node` daemons, NATS started on one, fleets on the two others,
-//! discovery and a measured round, then the stop playbooks leave nothing behind.
+//! discovery and a measured round, then the stop playbooks leave nothing behind. One fleet is
+//! bigger than its host's per-process budget, so `start-emulator.yaml` runs it as a supervisor
+//! of worker processes.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -65,9 +67,15 @@ async fn the_playbooks_drive_a_whole_load_test() {
     let mgmt = NatsServer::start();
     let home = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let spawn = |id: &str, role: &str, dir: &tempfile::TempDir| {
+    // The second emulator host may hold only 100 instances per process (as a host holds
+    // about 19,990 of them): its 150 go through the supervisor, split over two workers.
+    let spawn = |id: &str, role: &str, dir: &tempfile::TempDir, budget: Option<&str>| {
+        let mut command = Command::new(&*NODE);
+        if let Some(b) = budget {
+            command.env("EMULATOR_PROCESS_BUDGET", b);
+        }
         ChildGuard(
-            Command::new(&*NODE)
+            command
                 .args([
                     "--server",
                     &mgmt.url(),
@@ -87,9 +95,9 @@ async fn the_playbooks_drive_a_whole_load_test() {
         )
     };
     let _daemons = [
-        spawn("pb-nats", "nats", &dirs[0]),
-        spawn("pb-emu1", "emulator", &dirs[1]),
-        spawn("pb-emu2", "emulator", &dirs[2]),
+        spawn("pb-nats", "nats", &dirs[0], None),
+        spawn("pb-emu1", "emulator", &dirs[1], None),
+        spawn("pb-emu2", "emulator", &dirs[2], Some("100")),
     ];
     mgmt.wait_connections(3, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -143,6 +151,17 @@ async fn the_playbooks_drive_a_whole_load_test() {
         pids.push(pid_in(dir.path().join(format!("emulator-{m}.pid"))));
     }
     assert!(pids.iter().all(|p| alive(*p)));
+    // pb-emu2's fleet is a supervisor over two workers; they are stopped with it.
+    let vars: agents::DebugVars =
+        reqwest::get(format!("http://127.0.0.1:{}/debug/vars", monitors[1]))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(vars.workers.len(), 2, "{:?}", vars.workers);
+    assert_eq!(vars.emulator.instances.connected, 150);
+    pids.extend(vars.workers.iter().map(|w| w.pid));
 
     // The test network: every instance discovered, a measured round gets every reply.
     let found = crate::common::assert_full_round(&format!("nats://{servers}"), 300).await;

@@ -1,7 +1,8 @@
 //! End-to-end tests that need several programs of the workspace at once: the measuring
-//! commands against a fleet, the node daemon driving fleets, and the playbooks driving the
-//! node daemons. Every server is real (nats-server on loopback); binaries of other crates are
-//! found, or built, with `testkit::workspace_binary`.
+//! commands against a fleet, the node daemon driving fleets, the playbooks driving the node
+//! daemons, and the registration replication scenario (emulator → adapter → replicator).
+//! Every server is real (nats-server on loopback); binaries of other crates are found, or
+//! built, with `testkit::workspace_binary`.
 
 mod broker_fault;
 mod common;
@@ -14,3 +15,4 @@ mod node;
 mod observe;
 mod playbooks;
 mod registration;
+mod replication;

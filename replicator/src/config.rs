@@ -109,7 +109,8 @@ pub struct StreamConfig {
     pub target_subject_remove: Option<String>,
     pub source_url: String,
     pub target_url: String,
-    /// Accepted, without effect: copying is always source initiated (see docs/replicator.md).
+    /// Accepted, without effect: the one copier pulls batches from a durable pull consumer and
+    /// resumes from the target, wherever it runs (see docs/replicator.md).
     pub target_initiated: bool,
     /// Do not create or inspect the target stream.
     pub no_target_create: bool,

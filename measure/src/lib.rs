@@ -36,11 +36,14 @@ pub use results::Summary;
 pub use run::MeasureArgs;
 pub use scrape::ScrapeArgs;
 
-/// `emulator measure`: [`run::run`] (or `compare`: [`compare::run`]), with usage errors printed
-/// and turned into exit code 2.
+/// `emulator measure`: [`run::run`] (or with `--registration`: [`registration::run`]; or
+/// `compare`: [`compare::run`]), with usage errors printed and turned into exit code 2.
 pub async fn measure(args: MeasureArgs) -> Result<i32, MeasureError> {
     if let Some(args::MeasureCommand::Compare(compare)) = &args.command {
         return error::usage_exits_2(compare::run(compare));
+    }
+    if args.registration {
+        return error::usage_exits_2(registration::run(&args).await);
     }
     error::usage_exits_2(run::run(args).await)
 }

@@ -21,8 +21,8 @@ use agents::registration::{self, Kind, Registration};
 use futures::StreamExt as _;
 use serde::Serialize;
 
+use crate::args::MeasureArgs;
 use crate::error::MeasureError;
-use crate::run::MeasureArgs;
 use crate::signals;
 
 /// What one sender sent.

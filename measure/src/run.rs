@@ -26,9 +26,6 @@ use crate::story::BrokerTimeline;
 
 /// Runs the measurement; returns the process exit code.
 pub async fn run(args: MeasureArgs) -> Result<i32, MeasureError> {
-    if args.registration {
-        return crate::registration::run(&args).await;
-    }
     let plan = args.plan(|name| std::env::var(name).ok())?;
     let interrupts = signals::listen("measure")?;
     let servers = plan.servers;

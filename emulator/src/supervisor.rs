@@ -656,3 +656,73 @@ mod tests {
         assert_eq!(split(7, 1), vec![Share { first: 0, count: 7 }]);
     }
 }
+
+#[cfg(test)]
+mod forwarding {
+    use super::*;
+    use crate::cli::Args;
+    use clap::{CommandFactory as _, Parser as _};
+
+    /// Flags the supervisor keeps to itself: workers get their own value from it instead.
+    const SUPERVISOR_ONLY: &[&str] = &[
+        "help",
+        "version",
+        // the worker's own share, budget, restarts and HTTP port
+        "workers",
+        "worker-restarts",
+        "brokers",
+        "process-budget",
+        "http-port",
+    ];
+
+    #[test]
+    fn every_fleet_flag_reaches_the_workers_or_is_the_supervisor_s_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let (facts, conf, reg) = (
+            file("facts.json", "{}"),
+            file("choria.conf", ""),
+            file("reg.json", "{}"),
+        );
+        let (ca, cert, key) = (file("ca.pem", ""), file("c.pem", ""), file("k.pem", ""));
+        // Every flag with a value other than its default (the paths have no spaces).
+        let line = format!(
+            "emulator --name n --instances 10 --agents 2 --collectives 2 --config {conf} \
+             --server nats://127.0.0.1:4222 --http-port 0 --http-address 127.0.0.1 --tls \
+             --verify --tls-ca {ca} --tls-cert {cert} --tls-key {key} --connect-rate 100 \
+             --connect-concurrency 8 --bind 127.0.0.2 --server-strategy ordered \
+             --connect-timeout 3 --max-message 2048 --facts {facts} --classes a,b --shards 3 \
+             --faults fail=5% --seed 7 --registration filecontent --registration-file {reg} \
+             --registerinterval 30 --no-registration-splay --registration-collective mcollective \
+             --registration-target x.y --registration-epoch 1 --workers 2 --worker-restarts 1 \
+             --brokers 1 --process-budget 100 --worker-offset 0 --fleet-instances 10 \
+             --shutdown-timeout 2 --loglevel warn"
+        );
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        let args = Args::try_parse_from(&argv).unwrap();
+        let config = Config::from_args(&args).unwrap();
+        let share = Share { first: 0, count: 5 };
+        let forwarded = worker_args(&config, share, &config.servers, None, 2);
+        let mut missing = Vec::new();
+        for arg in Args::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            assert!(
+                argv.contains(&flag.as_str()) || SUPERVISOR_ONLY.contains(&long),
+                "{flag} is new: give it a value in this test"
+            );
+            if !SUPERVISOR_ONLY.contains(&long) && !forwarded.contains(&flag) {
+                missing.push(flag);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "flags the workers never get (forward them in worker_args or list them in \
+             SUPERVISOR_ONLY): {missing:?}"
+        );
+    }
+}

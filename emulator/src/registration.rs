@@ -279,16 +279,17 @@ impl FileTemplate {
             return; // another publisher checked meanwhile
         }
         state.checked_at = now;
-        let grown = match mtime(path) {
-            Ok(m) if m > state.mtime => m,
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(file = %path.display(), %error, "cannot read the registration file; publishing what was read before");
-                return;
+        let known = state.mtime;
+        let newer = mtime(path).and_then(|m| {
+            if m > known {
+                std::fs::read(path).map(|content| Some((m, content)))
+            } else {
+                Ok(None)
             }
-        };
-        match std::fs::read(path) {
-            Ok(content) => {
+        });
+        match newer {
+            Ok(None) => {}
+            Ok(Some((grown, content))) => {
                 let (plain, updated) = render_file(Some(path), &content, grown, self.compression);
                 tracing::info!(file = %path.display(), mtime = grown, bytes = content.len(), "registration file changed; publishing its new content");
                 *state = FileState {

@@ -638,6 +638,8 @@ async fn serve_metrics(State(view): State<Arc<View>>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Args;
+    use clap::{CommandFactory as _, Parser as _};
 
     #[test]
     fn shares_cover_every_identity_once() {
@@ -655,13 +657,6 @@ mod tests {
         assert_eq!(split(5, 10).len(), 5, "no empty workers");
         assert_eq!(split(7, 1), vec![Share { first: 0, count: 7 }]);
     }
-}
-
-#[cfg(test)]
-mod forwarding {
-    use super::*;
-    use crate::cli::Args;
-    use clap::{CommandFactory as _, Parser as _};
 
     /// Flags the supervisor keeps to itself: workers get their own value from it instead.
     const SUPERVISOR_ONLY: &[&str] = &[
@@ -689,7 +684,7 @@ mod forwarding {
             file("reg.json", "{}"),
         );
         let (ca, cert, key) = (file("ca.pem", ""), file("c.pem", ""), file("k.pem", ""));
-        // Every flag with a value other than its default (the paths have no spaces).
+        // Every flag, given a value (the paths have no spaces).
         let line = format!(
             "emulator --name n --instances 10 --agents 2 --collectives 2 --config {conf} \
              --server nats://127.0.0.1:4222 --http-port 0 --http-address 127.0.0.1 --tls \
